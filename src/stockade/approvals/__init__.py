@@ -1,0 +1,1 @@
+"""stockade.approvals: see docs/design.md."""

@@ -1,0 +1,1 @@
+"""stockade.audit: see docs/design.md."""

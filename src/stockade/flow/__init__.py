@@ -1,0 +1,1 @@
+"""stockade.flow: see docs/design.md."""

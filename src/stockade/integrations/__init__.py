@@ -1,0 +1,1 @@
+"""stockade.integrations: see docs/design.md."""

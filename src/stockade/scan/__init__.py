@@ -1,0 +1,1 @@
+"""stockade.scan: see docs/design.md."""

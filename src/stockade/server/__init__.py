@@ -1,0 +1,1 @@
+"""stockade.server: see docs/design.md."""
