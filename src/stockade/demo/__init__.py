@@ -171,8 +171,10 @@ def run_demo(
             demo_guard.close()
         t = demo.tally
         elapsed = time.perf_counter() - started
-        out.write("\n" + demo._c("1", "summary") + f": {t.allowed} allowed, {t.denied} denied, "
-                  f"{t.asked} asked, {t.failed} failed, in {elapsed:.1f}s\n")
+        out.write(
+            "\n" + demo._c("1", "summary") + f": {t.allowed} allowed, {t.denied} denied, "
+            f"{t.asked} asked, {t.failed} failed, in {elapsed:.1f}s\n"
+        )
         for line in t.unexpected:
             out.write(demo._c("31", f"   unexpected: {line}") + "\n")
         return 1 if t.unexpected else 0

@@ -1,0 +1,220 @@
+"""The ``stockade`` command.
+
+Core commands live here (``policy check|explain|test``, ``demo``); each part
+adds its own commands from a module with a ``register(subparsers)`` function
+(listed in ``_PART_COMMANDS``), so the fs rules stay in ``tools/fs.py`` and the
+audit commands in ``audit/``.
+
+Exit codes: 0 success, 1 the thing checked is bad (policy errors, failed
+cases, audit verification), 2 usage errors and anything that could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from stockade import __version__
+from stockade.errors import PolicyError, StockadeError
+
+__all__ = ["main"]
+
+#: modules that add subcommands: each has ``register(subparsers) -> None`` and
+#: sets ``func=handler`` (``handler(args) -> int``) on its parsers
+_PART_COMMANDS = (
+    "stockade.audit.cli",
+    "stockade.tools.journal",
+    "stockade.tools.http_proxy",
+    "stockade.tools.sql_cli",
+    "stockade.scan.cli",
+    "stockade.approvals.cli",
+    "stockade.integrations.mcp_cli",
+    "stockade.server.cli",
+)
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    from stockade.policy.policy import check_policy_file
+
+    failed = False
+    for file in args.files:
+        try:
+            policy = check_policy_file(file)
+        except PolicyError as exc:
+            failed = True
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            continue
+        sections = ", ".join(sorted(policy.sections)) or "no tool sections"
+        print(f"{file}: ok ({len(policy.rules)} rules, {sections}, mode {policy.mode})")
+    return 1 if failed else 0
+
+
+def _policy_explain(args: argparse.Namespace) -> int:
+    from stockade.policy import Policy
+    from stockade.policy.explain import explain
+
+    try:
+        policy = Policy.from_file(args.file)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    lines = explain(policy)
+    if args.json:
+        print(json.dumps([line.as_dict() for line in lines], indent=2))
+    else:
+        print(f"{args.file}: what an agent under this policy may do, worst first")
+        for line in lines:
+            print(f"  [{line.risk}] {line.text}")
+    return 0
+
+
+def _policy_test(args: argparse.Namespace) -> int:
+    from stockade.policy import Policy
+    from stockade.policy.cases import load_cases, run_cases
+
+    try:
+        policy = Policy.from_file(args.file)
+        cases = load_cases(args.cases)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    failures = 0
+    for outcome in run_cases(policy, cases):
+        status = "ok  " if outcome.passed else "FAIL"
+        if not outcome.passed:
+            failures += 1
+        print(f"{status} {outcome.case.name}: {outcome.detail}")
+    print(f"{len(cases) - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from stockade.demo import SCENES, run_demo
+
+    scenes = tuple(args.scene) if args.scene else SCENES
+    unknown = [s for s in scenes if s not in SCENES]
+    if unknown:
+        expected = ", ".join(SCENES)
+        print(f"unknown scene `{unknown[0]}`; expected one of: {expected}", file=sys.stderr)
+        return 2
+    keep = Path(args.keep) if args.keep else None
+    return run_demo(workspace=keep, scenes=scenes, color=False if args.no_color else None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command-line interface."""
+    parser = argparse.ArgumentParser(
+        prog="stockade",
+        description=(
+            "Fence in what an LLM agent can do: default-deny policies for its tools, "
+            "checked on every call, audited in a verifiable log."
+        ),
+        epilog="Start with `stockade demo`; see `stockade COMMAND --help` for each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"stockade {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="run a scripted agent against the bundled example policy",
+        description=(
+            "Run a scripted, LLM-free agent on a temporary workspace: it does a user's task "
+            "through guarded tools, then follows an injected instruction; every call prints "
+            "its decision, the rule and why. Exit 0 when every step ended as expected."
+        ),
+    )
+    demo.add_argument(
+        "--scene", action="append", metavar="NAME", help="play only this scene (repeatable)"
+    )
+    demo.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="use DIR as the workspace and keep it afterwards (audit log, report)",
+    )
+    demo.add_argument("--no-color", action="store_true", help="plain output")
+    demo.set_defaults(func=_demo)
+
+    policy = sub.add_parser(
+        "policy",
+        help="check, explain and test policy files",
+        description="Check, explain and test policy files.",
+    )
+    psub = policy.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
+    check = psub.add_parser(
+        "check",
+        help="validate policy files",
+        description="Load and validate policy files; print every problem with file:line:column. "
+        "Exit 1 when any file has problems.",
+    )
+    check.add_argument("files", nargs="+", metavar="FILE", help="policy YAML file")
+    check.set_defaults(func=_policy_check)
+    explain = psub.add_parser(
+        "explain",
+        help="say in plain words what a policy allows, worst first",
+        description="List the effective permissions of a policy in plain words, the most "
+        'dangerous first ("may delete any file under notes/").',
+    )
+    explain.add_argument("file", metavar="FILE", help="policy YAML file")
+    explain.add_argument("--json", action="store_true", help="print JSON")
+    explain.set_defaults(func=_policy_explain)
+    ptest = psub.add_parser(
+        "test",
+        help="check expected decisions for sample calls",
+        description="Decide each sample call in CASES (YAML: a list of {name, tool, action, "
+        "args, principal, expect, rule}) and compare with the expected decision "
+        "and rule. Exit 1 when any case fails; for your own CI.",
+    )
+    ptest.add_argument("file", metavar="FILE", help="policy YAML file")
+    ptest.add_argument("cases", metavar="CASES", help="YAML file of sample calls")
+    ptest.set_defaults(func=_policy_test)
+    policy.set_defaults(func=lambda a: _help(policy))
+
+    for module_name in _PART_COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # that part has no commands (yet)
+            raise
+        register: Any = getattr(module, "register", None)
+        if register is not None:
+            register(sub)
+    return parser
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stockade`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args))
+    except PolicyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except StockadeError as exc:
+        print(f"stockade: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
