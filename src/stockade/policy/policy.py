@@ -50,6 +50,8 @@ TOP_KEYS = ("version", "name", "description", "mode", "rules", "limits", "budget
 
 DEFAULT_DENY = "default-deny"
 
+_VERB = {Effect.DENY: "denies", Effect.ASK: "asks approval for", Effect.ALLOW: "allows"}
+
 
 @dataclass(frozen=True)
 class LimitSpec:
@@ -410,7 +412,7 @@ def _reachability(rules: list[RuleSpec]) -> list[PolicyProblem]:
                             specific,
                             (
                                 f"rule `{specific.id}` is unreachable: rule `{general.id}` "
-                                f"{general.effect.value}s every call it matches"
+                                f"{_VERB[general.effect]} every call it matches"
                             ),
                         )
                     )
