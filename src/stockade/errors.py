@@ -11,6 +11,7 @@ Only these exceptions leave stockade; foreign ones are mapped where they enter
     ├── ApprovalRequired          "ask" with no approver to ask
     ├── ToolError                 a capability could not do what was asked
     │   ├── FSError
+    │   ├── JournalError      the change journal could not record or undo
     │   ├── HTTPError
     │   ├── SQLError
     │   ├── ExecError
@@ -43,6 +44,7 @@ __all__ = [
     "FSError",
     "HTTPError",
     "IntegrationError",
+    "JournalError",
     "PolicyError",
     "PolicyProblem",
     "RateLimited",
@@ -145,6 +147,10 @@ class ToolError(StockadeError):
 
 class FSError(ToolError):
     """The filesystem tool refused or failed an operation."""
+
+
+class JournalError(ToolError):
+    """The change journal could not record a prior state, or could not undo."""
 
 
 class HTTPError(ToolError):
