@@ -308,6 +308,21 @@ class Guard:
         self._audit_decision(checked)
         return checked.decision
 
+    def handle_tool_calls(
+        self,
+        message: Any,
+        registry: Any = None,
+        *,
+        session: Session | str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Run the OpenAI-style tool calls in ``message``; return the tool messages.
+
+        See :func:`stockade.integrations.openai.handle_tool_calls`.
+        """
+        from stockade.integrations.openai import handle_tool_calls
+
+        return handle_tool_calls(self, message, registry, session=session)
+
     # -- stages ---------------------------------------------------------------
 
     def _session_of(self, session: Session | str | None) -> Session:
