@@ -1,0 +1,210 @@
+"""Audit records: one canonical JSON document per pipeline outcome.
+
+A record is UTF-8 JSON with sorted keys, no insignificant whitespace and a
+format version ``v``. Its bytes are the Merkle leaf, so the same event always
+gives the same bytes and any edit changes the leaf hash.
+
+The arguments are stored as the scanners masked them. The raw arguments are
+never stored: the record keeps ``args_hmac``, an HMAC-SHA256 of their canonical
+JSON under a key kept apart from the log, so a raw value can be confirmed later
+(:meth:`ArgsHMAC.check`) by whoever holds that key.
+
+The record does not hold its own sequence number: the sequence number is the
+leaf's index in the tree, bound by the tree and by the per-row hash chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stockade.errors import AuditError, AuditIntegrityError
+from stockade.model import AuditEvent
+
+__all__ = [
+    "RECORD_VERSION",
+    "ArgsHMAC",
+    "RecordIndex",
+    "StoredRecord",
+    "canonical_json",
+    "encode_event",
+]
+
+#: the record format version written in every record's ``v``
+RECORD_VERSION = 1
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able data; anything else becomes its type name (never its ``repr``)."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return {"bytes": len(value), "sha256": hashlib.sha256(value).hexdigest()}
+    return f"<{type(value).__name__}>"
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Canonical JSON bytes: sorted keys, compact, UTF-8, no NaN.
+
+    >>> canonical_json({"b": 1, "a": [True, None]})
+    b'{"a":[true,null],"b":1}'
+    """
+    try:
+        text = json.dumps(
+            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError):
+        text = json.dumps(
+            _plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    return text.encode("utf-8", "surrogatepass")
+
+
+class ArgsHMAC:
+    """HMAC-SHA256 of raw arguments under a key kept apart from the log.
+
+    >>> h = ArgsHMAC(b"k" * 32)
+    >>> tag = h.digest({"to": "bob@example.com"})
+    >>> h.check({"to": "bob@example.com"}, tag)
+    """
+
+    PREFIX = "hmac-sha256:"
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise AuditError("the arguments hmac key must be at least 32 bytes")
+        self._key = key
+
+    def digest(self, raw_args: Mapping[str, Any]) -> str:
+        """The tag stored in a record's ``args_hmac``."""
+        mac = hmac.new(self._key, canonical_json(dict(raw_args)), hashlib.sha256)
+        return self.PREFIX + mac.hexdigest()
+
+    def check(self, raw_args: Mapping[str, Any], tag: str) -> None:
+        """Raise :class:`AuditIntegrityError` unless ``raw_args`` give ``tag``."""
+        if not hmac.compare_digest(self.digest(raw_args), tag):
+            raise AuditIntegrityError(
+                "the arguments do not match the record's hmac", kind="invalid"
+            )
+
+    def __repr__(self) -> str:
+        return "ArgsHMAC(<key hidden>)"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordIndex:
+    """The columns a store keeps next to a record so queries need no JSON parsing.
+
+    They are a copy for searching; the record bytes are the truth, and
+    ``verify`` checks that the two agree.
+    """
+
+    time: float
+    kind: str
+    session: str
+    tool: str
+    action: str
+    decision: str
+    rule: str
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> RecordIndex:
+        """The index columns of a parsed record."""
+        return cls(
+            time=float(data.get("time", 0.0)),
+            kind=str(data.get("kind", "")),
+            session=str(data.get("session", "")),
+            tool=str(data.get("tool", "")),
+            action=str(data.get("action", "")),
+            decision=str(data.get("decision", "")),
+            rule=str(data.get("rule", "")),
+        )
+
+
+def encode_event(event: AuditEvent, origin: str, hasher: ArgsHMAC) -> tuple[bytes, RecordIndex]:
+    """The canonical record bytes of an event, and its index columns.
+
+    ``event.raw_args`` go only into the HMAC; they are cleared afterwards so
+    nothing downstream can write them by mistake.
+    """
+    d = event.decision
+    record: dict[str, Any] = {
+        "v": RECORD_VERSION,
+        "origin": origin,
+        "kind": event.kind,
+        "time": round(float(event.time), 6),
+        "session": event.session,
+        "principal": event.principal,
+        "call_id": event.call_id,
+        "tool": event.tool,
+        "action": event.action,
+        "args": _plain(event.args),
+        "args_hmac": hasher.digest(event.raw_args),
+        "decision": d.effect.value if d is not None else "",
+        "rule": d.rule if d is not None else "",
+        "reason": d.reason if d is not None else "",
+        "mode": event.mode,
+        "labels": [label.as_dict() for label in event.labels],
+        "findings": [f.as_dict() for f in event.findings],
+        "result_digest": event.result_digest,
+        "result_size": event.result_size,
+        "duration_ms": round(float(event.duration_ms), 3),
+        "error_type": event.error_type,
+    }
+    if d is not None and d.shadow is not None:
+        record["shadow"] = {
+            "decision": d.shadow.effect.value,
+            "rule": d.shadow.rule,
+            "reason": d.shadow.reason,
+        }
+    if event.extra:
+        record["extra"] = _plain(event.extra)
+    event.raw_args = {}
+    index = RecordIndex(
+        time=record["time"],
+        kind=event.kind,
+        session=event.session,
+        tool=event.tool,
+        action=event.action,
+        decision=record["decision"],
+        rule=record["rule"],
+    )
+    return canonical_json(record), index
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record as read back from a store: its place and its bytes."""
+
+    origin: str
+    seq: int
+    data: bytes
+
+    def parsed(self) -> dict[str, Any]:
+        """The record as a dict; raise :class:`AuditIntegrityError` if it is not JSON."""
+        try:
+            value = json.loads(self.data)
+        except ValueError as exc:
+            raise AuditIntegrityError(
+                f"record {self.seq} is not valid JSON", kind="invalid", seq=self.seq
+            ) from exc
+        if not isinstance(value, dict):
+            raise AuditIntegrityError(
+                f"record {self.seq} is not a JSON object", kind="invalid", seq=self.seq
+            )
+        return value
+
+    def as_export(self) -> dict[str, Any]:
+        """The record with its origin and sequence number, for export and display."""
+        return {"seq": self.seq, **self.parsed()}
