@@ -666,6 +666,7 @@ class Guard:
         self.flow.user_said(session, text)
 
 
+_NONE_DIGEST = hashlib.sha256(b"null").hexdigest()
 _PENDING = Decision(Effect.DENY, "error:pending", "the checks did not finish")
 
 
@@ -685,6 +686,8 @@ def _combine(base: Decision, other: Decision | None) -> Decision:
 
 
 def _digest(value: Any) -> tuple[str, int]:
+    if value is None:
+        return _NONE_DIGEST, 0
     if isinstance(value, bytes):
         data = value
     elif isinstance(value, str):

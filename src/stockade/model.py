@@ -9,9 +9,9 @@ returns a new one with :meth:`ToolCall.with_args`.
 from __future__ import annotations
 
 import enum
-import uuid
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -31,8 +31,8 @@ __all__ = [
 
 
 def new_call_id() -> str:
-    """A fresh, unguessable call id."""
-    return uuid.uuid4().hex
+    """A fresh, unguessable call id (128 random bits, hex)."""
+    return os.urandom(16).hex()
 
 
 class Effect(str, enum.Enum):
@@ -74,7 +74,9 @@ class ToolCall:
 
     def with_args(self, args: Mapping[str, Any]) -> ToolCall:
         """Return a copy of this call with ``args`` in place of its arguments."""
-        return replace(self, args=dict(args))
+        return ToolCall(
+            self.tool, self.action, dict(args), self.session, self.call_id, self.principal
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,9 @@ class Flow:
             raise Broken("boom")
         return FlowVerdict()
 
-    def observe(self, call: ToolCall, value: Any, labels: Sequence[Label], session: Session) -> None:
+    def observe(
+        self, call: ToolCall, value: Any, labels: Sequence[Label], session: Session
+    ) -> None:
         if self.fail_on == "observe":
             raise Broken("boom")
 
@@ -160,10 +162,13 @@ def test_failure_in_capability_prepare_and_check_denies() -> None:
     assert ran == [] and ran2 == []
 
 
-@pytest.mark.parametrize(("stage", "scanner", "flow"), [
-    ("scan_result", Scanner("result"), None),
-    ("observe", None, Flow("observe")),
-])
+@pytest.mark.parametrize(
+    ("stage", "scanner", "flow"),
+    [
+        ("scan_result", Scanner("result"), None),
+        ("observe", None, Flow("observe")),
+    ],
+)
 def test_failure_after_execution_withholds_the_result(stage: str, scanner: Any, flow: Any) -> None:
     kwargs = {k: v for k, v in {"scanner": scanner, "flow": flow}.items() if v is not None}
     guard, ran, sink = build(**kwargs)

@@ -116,12 +116,30 @@ def test_unknown_action_of_a_known_tool_is_denied() -> None:
     assert ran == []
 
 
-def test_bad_arguments_are_a_tool_error() -> None:
-    guard, sink, _ = make_guard()
-    with pytest.raises(ToolError, match="no argument `extra`"):
+def test_bad_arguments_are_denied_before_the_tool_runs() -> None:
+    guard, sink, ran = make_guard()
+    with pytest.raises(Denied, match="no argument `extra`") as info:
         guard.call("echo", "call", {"text": "a", "extra": 1})
-    assert sink.events[-1].kind == "outcome"
-    assert sink.events[-1].error_type == "ToolError"
+    assert info.value.rule == "echo:invalid"
+    with pytest.raises(Denied, match="missing a required argument"):
+        guard.call("echo", "call", {})
+    assert ran == []
+
+
+def test_defaults_are_made_explicit_for_the_policy() -> None:
+    guard = Guard.from_text(
+        "version: 1\nrules: [{id: r, tool: r, effect: deny, when: {mode: {equals: unsafe}}},"
+        " {id: ok, tool: r, effect: allow}]"
+    )
+
+    @guard.tool("r")
+    def r(mode: str = "unsafe") -> str:
+        return mode
+
+    with pytest.raises(Denied) as info:
+        r()
+    assert info.value.rule == "r"
+    assert r("safe") == "safe"
 
 
 def test_tool_exception_is_mapped_and_audited() -> None:

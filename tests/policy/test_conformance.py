@@ -37,7 +37,9 @@ def test_corpus_size() -> None:
     assert len(CASES) >= 60
 
 
-@pytest.mark.parametrize(("path", "index"), CASES, ids=lambda v: v.stem if isinstance(v, Path) else str(v))
+@pytest.mark.parametrize(
+    ("path", "index"), CASES, ids=lambda v: v.stem if isinstance(v, Path) else str(v)
+)
 def test_case(path: Path, index: int) -> None:
     policy, cases = _load(path)
     case = cases[index]

@@ -55,7 +55,9 @@ glob_seg = st.one_of(
     segment,
     st.just("*"),
     st.just("**"),
-    st.builds(lambda a, b: a + "*" + b, st.text(seg_chars, max_size=2), st.text(seg_chars, max_size=2)),
+    st.builds(
+        lambda a, b: a + "*" + b, st.text(seg_chars, max_size=2), st.text(seg_chars, max_size=2)
+    ),
     st.builds(lambda a: a + "?", st.text(seg_chars, max_size=2)),
     st.builds(lambda a: "[ab]" + a, st.text(seg_chars, max_size=2)),
     st.builds(lambda a: "[!ab]" + a, st.text(seg_chars, max_size=2)),
@@ -125,7 +127,9 @@ def ref_host(pattern: str, host: str) -> bool:
 
 @settings(max_examples=400, deadline=None)
 @given(host_st, host_st, st.booleans(), st.booleans(), st.booleans())
-def test_host_matches_reference(base: str, sub: str, wildcard: bool, upper: bool, dot: bool) -> None:
+def test_host_matches_reference(
+    base: str, sub: str, wildcard: bool, upper: bool, dot: bool
+) -> None:
     pattern = ("*." + base) if wildcard else base
     for value in (base, f"{sub}.{base}", sub):
         shown = value.upper() if upper else value

@@ -11,6 +11,7 @@ wrong type, not a host, not an address). The rule that uses it decides what
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,6 +43,15 @@ class PatternError(ValueError):
 
 def re2_compile(pattern: str) -> Any:
     """Compile ``pattern`` with RE2; raise :class:`PatternError` with RE2's reason."""
+    return re2_compile_raw(pattern)
+
+
+def re2_compile_bytes(pattern: str) -> Any:
+    """Compile ``pattern`` for matching UTF-8 bytes (much cheaper to call than str)."""
+    return re2_compile_raw(pattern.encode("utf-8"))
+
+
+def re2_compile_raw(pattern: str | bytes) -> Any:
     try:
         return re2.compile(pattern, options=_RE2_OPTIONS)
     except re2.error as exc:
@@ -148,15 +158,56 @@ def _segment_to_regex(seg: str, glob: str) -> str:
     return "".join(out)
 
 
+_GLOB_SPECIAL = frozenset("*?[{")
+
+
+def _glob_fast_path(pattern: str) -> Matcher | None:
+    """Plain string tests for the common glob shapes; ``None`` when RE2 is needed.
+
+    The Python RE2 binding costs microseconds per call, most of it in crossing
+    into C++; these shapes cover most policies and cost a string comparison.
+    """
+    if not any(c in _GLOB_SPECIAL for c in pattern):
+        return lambda v: v == pattern
+    if pattern == "**":
+        return lambda v: True
+    if pattern.endswith("/**"):
+        base = pattern[:-3]
+        if base and not any(c in _GLOB_SPECIAL for c in base) and "//" not in pattern:
+            under = base + "/"
+            return lambda v: v == base or v.startswith(under)
+    if pattern.startswith("**/*"):
+        tail = pattern[4:]
+        if tail and "/" not in tail and not any(c in _GLOB_SPECIAL for c in tail):
+            return lambda v: v.endswith(tail)
+    return None
+
+
 def compile_glob(patterns: Sequence[str]) -> Matcher:
     """A matcher that is true when a string matches any of ``patterns``."""
-    regexes = [glob_to_regex(p) for p in patterns]
-    compiled = re2_compile("(?s)(?:" + "|".join(f"(?:{r})" for r in regexes) + ")")
+    fast: list[Matcher] = []
+    slow: list[str] = []
+    for p in patterns:
+        glob_to_regex(p)  # validate every pattern, fast or not
+        f = _glob_fast_path(p)
+        if f is not None:
+            fast.append(f)
+        else:
+            slow.append(p)
+    compiled = None
+    if slow:
+        regex = "(?s)(?:" + "|".join(f"(?:{glob_to_regex(p)})" for p in slow) + ")"
+        compiled = re2_compile_bytes(regex)
 
     def match(value: Any) -> bool | None:
         if not isinstance(value, str):
             return None
-        return compiled.fullmatch(value) is not None
+        for f in fast:
+            if f(value):
+                return True
+        if compiled is None:
+            return False
+        return compiled.fullmatch(value.encode("utf-8", "surrogatepass")) is not None
 
     return match
 
@@ -164,6 +215,7 @@ def compile_glob(patterns: Sequence[str]) -> Matcher:
 # -- hosts --------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_host(host: str) -> str:
     """Canonical form of a host name: lowercase, IDNA (UTS 46), no trailing dot.
 
@@ -177,6 +229,12 @@ def normalize_host(host: str) -> str:
         h = h[:-1]
     if not h or h.endswith("."):
         raise ValueError("empty host")
+    if _ASCII_HOST.fullmatch(h) is not None:
+        # Fast path: plain ASCII letters, digits, hyphens and dots need no IDNA
+        # mapping beyond lowercasing; anything else goes through UTS 46 below.
+        lowered = h.lower()
+        if not lowered.replace(".", "").isdigit() and ":" not in lowered:
+            return lowered
     ip = parse_ip(h)
     if ip is not None:
         return str(ip)
@@ -224,6 +282,8 @@ def compile_host(patterns: Sequence[str]) -> Matcher:
 # -- addresses ----------------------------------------------------------------
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ASCII_HOST = re2_compile(rf"{_LABEL}(?:\.{_LABEL})*")
 
 
 def parse_ip(value: str) -> IPAddress | None:
@@ -273,11 +333,13 @@ def compile_cidr(networks: Sequence[str]) -> Matcher:
 
 def compile_regex(patterns: Sequence[str]) -> Matcher:
     """A matcher that is true when a string fully matches any RE2 pattern."""
-    compiled = [re2_compile(p) for p in patterns]
+    for p in patterns:
+        re2_compile(p)  # errors name the pattern as written
+    compiled = re2_compile_bytes("|".join(f"(?:{p})" for p in patterns))
 
     def match(value: Any) -> bool | None:
         if not isinstance(value, str):
             return None
-        return any(c.fullmatch(value) is not None for c in compiled)
+        return compiled.fullmatch(value.encode("utf-8", "surrogatepass")) is not None
 
     return match

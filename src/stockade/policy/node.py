@@ -271,10 +271,15 @@ def _build(node: yaml.Node, loader: Any, file: str, path: str) -> Node:
     raw = node.value if isinstance(node, yaml.ScalarNode) else ""
     if isinstance(value, bool) and raw.lower() not in ("true", "false"):
         # YAML 1.1 reads yes/no/on/off (and NO, the country code) as booleans.
-        raise Invalid(PolicyProblem(
-            file, line, column, path,
-            f"`{raw}` is read as a boolean; write true/false, or quote it for a string",
-        ))
+        raise Invalid(
+            PolicyProblem(
+                file,
+                line,
+                column,
+                path,
+                f"`{raw}` is read as a boolean; write true/false, or quote it for a string",
+            )
+        )
     if not isinstance(value, (str, int, float, bool, type(None))):
         raise Invalid(
             PolicyProblem(

@@ -2,9 +2,11 @@
 
 A rule names tools, actions, principals and argument constraints, and an
 effect. Constraints on one argument are ANDed, constraints on several
-arguments are ANDed. A value the constraint cannot judge (the argument is
-missing or of the wrong type) never helps a call: it does not satisfy an
-``allow`` rule, and it does satisfy a ``deny`` or ``ask`` rule. A list value
+arguments are ANDed. A rule with a constraint on an argument does not apply
+to a call without that argument (capabilities make every argument explicit
+when they prepare a call, defaults included). A value the constraint cannot
+judge (wrong type, not a host, not an address) never helps a call: it does not
+satisfy an ``allow`` rule, and it does satisfy a ``deny`` or ``ask`` rule. A list value
 satisfies an ``allow`` rule only when every element does, and a ``deny`` or
 ``ask`` rule when any element does.
 """
@@ -210,9 +212,7 @@ class CompiledRule:
         for path, check in self.checks:
             value = _lookup(args, path) if len(path) > 1 else args.get(path[0], _MISSING)
             if value is _MISSING:
-                if strict:
-                    return False
-                continue
+                return False  # a rule about an argument says nothing of calls without it
             if isinstance(value, (list, tuple)):
                 results = [check(v) for v in value]
                 if strict:

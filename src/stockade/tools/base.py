@@ -106,6 +106,21 @@ class FunctionCapability(Capability):
         for param in self._rename:
             if param not in self.signature.parameters:
                 raise ConfigurationError(f"`{param}` is not a parameter of `{fn.__name__}`")
+        params = self.signature.parameters.values()
+        # Keyword-able parameters only: the common case, checked without inspect.bind.
+        self._simple = all(
+            p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            for p in params
+        )
+        self._names = frozenset(self._rename.get(p.name, p.name) for p in params)
+        self._required = frozenset(
+            self._rename.get(p.name, p.name) for p in params if p.default is inspect.Parameter.empty
+        )
+        self._defaults = {
+            self._rename.get(p.name, p.name): p.default
+            for p in params
+            if p.default is not inspect.Parameter.empty
+        }
 
     def bind(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Map a Python call's arguments to policy argument names."""
@@ -122,6 +137,43 @@ class FunctionCapability(Capability):
             else:
                 out[self._rename.get(param, param)] = value
         return out
+
+    def prepare(self, call: ToolCall) -> ToolCall:
+        """Make every argument explicit, defaults included, so the policy sees them.
+
+        Unknown or missing arguments are a :class:`ToolError` (the guard denies).
+        """
+        if self._simple:
+            given = call.args.keys()
+            unknown = given - self._names
+            if unknown:
+                names = ", ".join(f"`{k}`" for k in sorted(unknown))
+                raise ToolError(f"tool `{self.name}` has no argument {names}")
+            missing = self._required - given
+            if missing:
+                names = ", ".join(f"`{k}`" for k in sorted(missing))
+                raise ToolError(
+                    f"bad arguments for tool `{self.name}`: missing a required argument {names}"
+                )
+            if self._defaults.keys() <= given:
+                return call
+            return call.with_args({**self._defaults, **call.args})
+        args, kwargs = self._kwargs(call)
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ToolError(f"bad arguments for tool `{self.name}`: {exc}") from None
+        bound.apply_defaults()
+        out: dict[str, Any] = {}
+        for param, value in bound.arguments.items():
+            kind = self.signature.parameters[param].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                out.update(value)
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                out[self._rename.get(param, param)] = list(value)
+            else:
+                out[self._rename.get(param, param)] = value
+        return call.with_args(out)
 
     def _kwargs(self, call: ToolCall) -> tuple[list[Any], dict[str, Any]]:
         params = self.signature.parameters
