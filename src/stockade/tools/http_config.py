@@ -1,0 +1,448 @@
+"""The ``http:`` policy section: allow entries (compiled into rules), secrets, limits.
+
+See :mod:`stockade.tools.http` for the tool and ``docs/http.md`` for the
+reference. Secrets are named here with where to read them (an environment
+variable or a file) and how to attach them; their values are read only when a
+request is sent and never stored in the policy object.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from stockade.errors import HTTPError
+from stockade.model import Effect
+from stockade.policy import SectionContext
+from stockade.policy.matchers import PatternError, compile_glob, compile_host, normalize_host
+from stockade.policy.node import Node
+from stockade.policy.rules import RuleSpec, parse_constraint
+from stockade.tools.http_transport import AddressAllowance, AddressPolicy, is_numeric_host
+from stockade.tools.http_url import (
+    DEFAULT_PORTS,
+    FORBIDDEN_HEADERS,
+    METHODS,
+    READ_ONLY,
+    ip_or_none,
+)
+
+__all__ = ["HTTPConfig", "HTTPEntry", "SecretBroker", "SecretSpec", "mask", "parse_section"]
+
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+DEFAULT_CONTENT_TYPES = (
+    "text/*",
+    "application/json",
+    "application/*+json",
+    "application/xml",
+    "application/*+xml",
+    "application/javascript",
+    "application/x-ndjson",
+)
+#: headers the agent may not set: they belong to the transport or to stockade
+_SECRET_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_ENTRY_KEYS = (
+    "id",
+    "host",
+    "scheme",
+    "port",
+    "methods",
+    "path",
+    "query",
+    "headers",
+    "when",
+    "effect",
+    "addresses",
+    "tunnel",
+    "reason",
+)
+_SECTION_KEYS = (
+    "allow",
+    "secrets",
+    "hosts",
+    "timeout",
+    "connect_timeout",
+    "max_redirects",
+    "max_request_bytes",
+    "max_response_bytes",
+    "content_types",
+    "user_agent",
+)
+_SECRET_KEYS = ("name", "host", "env", "file", "attach", "header", "param", "username", "schemes")
+
+
+# -- configuration ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HTTPEntry:
+    """One ``allow`` entry as read (its rule is added to the policy)."""
+
+    id: str
+    hosts: tuple[str, ...]
+    schemes: tuple[str, ...]
+    ports: frozenset[int] | None
+    methods: tuple[str, ...]
+    paths: tuple[str, ...]
+    effect: Effect
+    addresses: tuple[str, ...] = ()
+    tunnel: bool = False
+
+
+@dataclass(frozen=True)
+class SecretSpec:
+    """A credential stockade attaches for some hosts; the value is read when sent.
+
+    ``attach`` is ``bearer``, ``basic`` (``username`` + the secret as
+    password), ``header`` (``header`` names it) or ``query`` (``param``).
+    """
+
+    name: str
+    hosts: tuple[str, ...]
+    attach: str
+    env: str = ""
+    file: Path | None = None
+    header: str = ""
+    param: str = ""
+    username: str = ""
+    schemes: tuple[str, ...] = ("https",)
+
+    @property
+    def placeholder(self) -> str:
+        """What the model sees in place of the value."""
+        return f"[secret:{self.name}]"
+
+    def load(self) -> str:
+        """The secret's value; raise :class:`HTTPError` (never showing it) when missing."""
+        if self.file is not None:
+            try:
+                value = self.file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeError) as exc:
+                raise HTTPError(f"secret `{self.name}` cannot be read from its file") from exc
+        else:
+            value = os.environ.get(self.env, "").strip()
+        if not value:
+            raise HTTPError(f"secret `{self.name}` is not available")
+        if any(c in value for c in "\r\n\0"):
+            raise HTTPError(f"secret `{self.name}` contains a line break")
+        return value
+
+
+@dataclass(frozen=True)
+class HTTPConfig:
+    """The parsed ``http:`` section."""
+
+    entries: tuple[HTTPEntry, ...] = ()
+    secrets: tuple[SecretSpec, ...] = ()
+    hosts: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    max_redirects: int = 5
+    max_request_bytes: int = 1 << 20
+    max_response_bytes: int = 5 << 20
+    content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
+    user_agent: str = "stockade"
+
+    def address_policy(self) -> AddressPolicy:
+        """The exact non-public addresses the entries name (IP-literal hosts name themselves)."""
+        allowances = []
+        for e in self.entries:
+            if e.effect is not Effect.ALLOW and e.effect is not Effect.ASK:
+                continue
+            literal = [h for h in e.hosts if ip_or_none(h) is not None]
+            addrs = tuple(dict.fromkeys([*e.addresses, *literal]))
+            if addrs:
+                allowances.append(AddressAllowance(e.hosts, e.ports, addrs))
+        return AddressPolicy(allowances)
+
+
+def parse_section(node: Node, ctx: SectionContext) -> HTTPConfig:
+    """Read the ``http:`` section; add one rule per ``allow`` entry (``http:<id>``)."""
+    m = node.mapping(allowed=_SECTION_KEYS)
+    entries: list[HTTPEntry] = []
+    if "allow" in m:
+        for i, enode in enumerate(m["allow"].seq()):
+            entry, spec = _parse_entry(enode, i, ctx)
+            entries.append(entry)
+            ctx.add_rule(spec)
+            if entry.tunnel:
+                ctx.add_rule(
+                    RuleSpec(
+                        id=f"{spec.id}:tunnel",
+                        tools=("http",),
+                        actions=("connect",),
+                        effect=entry.effect,
+                        mode=ctx.mode,
+                        when={"host": {"host": list(entry.hosts)}}
+                        | ({"port": {"one_of": sorted(entry.ports)}} if entry.ports else {}),
+                        reason=f"{spec.reason} (CONNECT tunnel through the proxy)",
+                        origin=spec.origin,
+                        node=enode,
+                    )
+                )
+    secrets = tuple(_parse_secret(s, ctx) for s in m["secrets"].seq()) if "secrets" in m else ()
+    names = [s.name for s in secrets]
+    for s, snode in zip(secrets, m["secrets"].seq() if "secrets" in m else [], strict=True):
+        if names.count(s.name) > 1:
+            snode.fail(f"duplicate secret name `{s.name}`")
+    hosts: dict[str, tuple[str, ...]] = {}
+    if "hosts" in m:
+        for name, hnode in m["hosts"].mapping().items():
+            try:
+                key = normalize_host(name)
+            except ValueError:
+                m["hosts"].fail(f"`{name}` is not a host name", key=name)
+            addrs = hnode.strings()
+            for a in addrs:
+                if ip_or_none(a) is None:
+                    hnode.fail(f"`{a}` is not an IP address")
+            hosts[key] = tuple(addrs)
+    kwargs: dict[str, Any] = {}
+    for key in ("timeout", "connect_timeout"):
+        if key in m:
+            value = m[key].duration()
+            if value <= 0:
+                m[key].fail("expected a duration longer than 0")
+            kwargs[key] = value
+    if "max_redirects" in m:
+        kwargs["max_redirects"] = m["max_redirects"].integer(minimum=0, maximum=20)
+    for key in ("max_request_bytes", "max_response_bytes"):
+        if key in m:
+            kwargs[key] = m[key].size()
+    if "content_types" in m:
+        types = tuple(t.lower() for t in m["content_types"].strings())
+        try:
+            compile_glob(list(types))
+        except PatternError as exc:
+            m["content_types"].fail(f"bad content type pattern: {exc}")
+        kwargs["content_types"] = types
+    if "user_agent" in m:
+        kwargs["user_agent"] = m["user_agent"].string()
+    config = HTTPConfig(entries=tuple(entries), secrets=secrets, hosts=hosts, **kwargs)
+    try:
+        config.address_policy()
+    except ValueError as exc:
+        node.fail(str(exc))
+    return config
+
+
+def _parse_entry(node: Node, index: int, ctx: SectionContext) -> tuple[HTTPEntry, RuleSpec]:
+    m = node.mapping(allowed=_ENTRY_KEYS, required=("host",))
+    entry_id = m["id"].string() if "id" in m else f"allow-{index}"
+    effect = (
+        Effect(m["effect"].string(choices=("allow", "ask", "deny")))
+        if "effect" in m
+        else (Effect.ALLOW)
+    )
+    hosts = tuple(m["host"].strings())
+    for h in hosts:
+        if h != "*" and not h.startswith("*."):
+            ip = ip_or_none(h.strip("[]"))
+            if ip is None and is_numeric_host(h):
+                m["host"].fail(f"`{h}` is not a canonical IP address or a host name")
+    try:
+        compile_host(list(hosts))
+    except (PatternError, ValueError) as exc:
+        m["host"].fail(f"bad host pattern: {exc}")
+    hosts = tuple(h if h == "*" or h.startswith("*.") else normalize_host(h) for h in hosts)
+    deny = effect is Effect.DENY
+    schemes = _schemes(m["scheme"]) if "scheme" in m else ("http", "https") if deny else ("https",)
+    ports: frozenset[int] | None
+    if "port" in m:
+        ports = _ports(m["port"])
+    elif deny:
+        ports = None
+    else:
+        ports = frozenset(DEFAULT_PORTS[s] for s in schemes)
+    methods = _methods(m["methods"]) if "methods" in m else (METHODS if deny else READ_ONLY)
+    paths = tuple(m["path"].strings()) if "path" in m else ("/**",)
+    for p in paths:
+        if not p.startswith("/"):
+            m["path"].fail(f"path glob `{p}` must start with `/`")
+    try:
+        compile_glob(list(paths))
+    except PatternError as exc:
+        m["path"].fail(f"bad path glob: {exc}")
+    when: dict[str, dict[str, Any]] = {
+        "scheme": {"one_of": list(schemes)},
+        "host": {"host": list(hosts)},
+        "method": {"one_of": list(methods)},
+        "path": {"glob": list(paths)},
+    }
+    if ports is not None:
+        when["port"] = {"one_of": sorted(ports)}
+    for key, prefix in (("query", "query."), ("headers", "headers.")):
+        if key in m:
+            for name, cnode in m[key].mapping().items():
+                if not name or "." in name:
+                    m[key].fail(f"invalid {key} name `{name}`", key=name)
+                arg = prefix + (name.lower() if key == "headers" else name)
+                when[arg] = parse_constraint(cnode)
+    if "when" in m:
+        for arg, cnode in m["when"].mapping().items():
+            if arg in when:
+                m["when"].fail(f"`{arg}` is already set by the entry", key=arg)
+            when[arg] = parse_constraint(cnode)
+    addresses: tuple[str, ...] = ()
+    if "addresses" in m:
+        addresses = tuple(m["addresses"].strings())
+        for a in addresses:
+            ip = ip_or_none(a)
+            if ip is None:
+                m["addresses"].fail(f"`{a}` is not an exact IP address (ranges are not allowed)")
+    tunnel = m["tunnel"].boolean() if "tunnel" in m else False
+    reason = m["reason"].string() if "reason" in m else f"http entry `{entry_id}`"
+    origin = f"{node.file}:{node.line}:{node.column}"
+    spec = RuleSpec(
+        id=f"http:{entry_id}",
+        tools=("http",),
+        actions=("request",),
+        effect=effect,
+        mode=ctx.mode,
+        when=when,
+        reason=reason,
+        origin=origin,
+        node=node,
+    )
+    entry = HTTPEntry(
+        id=entry_id,
+        hosts=hosts,
+        schemes=schemes,
+        ports=ports,
+        methods=methods,
+        paths=paths,
+        effect=effect,
+        addresses=addresses,
+        tunnel=tunnel,
+    )
+    return entry, spec
+
+
+def _schemes(node: Node) -> tuple[str, ...]:
+    out = []
+    for n in node.seq_or_one():
+        out.append(n.string(choices=("http", "https")))
+    return tuple(dict.fromkeys(out))
+
+
+def _ports(node: Node) -> frozenset[int] | None:
+    if node.value in ("any", "*"):
+        return None
+    return frozenset(n.integer(minimum=1, maximum=65535) for n in node.seq_or_one())
+
+
+def _methods(node: Node) -> tuple[str, ...]:
+    out = []
+    for n in node.seq_or_one():
+        value = n.string().upper()
+        if value not in METHODS:
+            n.fail(f"unknown method `{value}`; expected one of: {', '.join(METHODS)}")
+        out.append(value)
+    return tuple(dict.fromkeys(out))
+
+
+def _parse_secret(node: Node, ctx: SectionContext) -> SecretSpec:
+    m = node.mapping(allowed=_SECRET_KEYS, required=("name", "host", "attach"))
+    name = m["name"].string()
+    if not _SECRET_NAME.match(name):
+        m["name"].fail(f"invalid secret name `{name}`; expected lowercase letters, digits, _ -")
+    hosts = tuple(m["host"].strings())
+    try:
+        compile_host(list(hosts))
+    except (PatternError, ValueError) as exc:
+        m["host"].fail(f"bad host pattern: {exc}")
+    if ("env" in m) == ("file" in m):
+        node.fail("a secret needs exactly one of `env` or `file`")
+    attach = m["attach"].string(choices=("bearer", "basic", "header", "query"))
+    needs = {"header": "header", "query": "param", "basic": "username"}.get(attach)
+    if needs and needs not in m:
+        node.fail(f"`attach: {attach}` needs `{needs}`")
+    header = m["header"].string() if "header" in m else ""
+    if header and (not _TOKEN.match(header) or header.lower() in FORBIDDEN_HEADERS):
+        m["header"].fail(f"`{header}` cannot carry a secret")
+    file = None
+    if "file" in m:
+        file = Path(m["file"].string())
+        if not file.is_absolute():
+            file = ctx.base_dir / file
+    return SecretSpec(
+        name=name,
+        hosts=hosts,
+        attach=attach,
+        env=m["env"].string() if "env" in m else "",
+        file=file,
+        header=header,
+        param=m["param"].string() if "param" in m else "",
+        username=m["username"].string() if "username" in m else "",
+        schemes=_schemes(m["schemes"]) if "schemes" in m else ("https",),
+    )
+
+
+# -- credential brokering ----------------------------------------------------------------
+
+
+class SecretBroker:
+    """Attaches configured secrets and masks them (and their encodings) in what comes back."""
+
+    def __init__(self, specs: tuple[SecretSpec, ...]) -> None:
+        self.specs = specs
+        self._matchers = [(s, compile_host(list(s.hosts))) for s in specs]
+
+    def for_request(self, scheme: str, host: str) -> list[SecretSpec]:
+        return [s for s, match in self._matchers if scheme in s.schemes and match(host) is True]
+
+    def attach(
+        self, spec: SecretSpec, value: str, headers: dict[str, str], url: httpx.URL
+    ) -> httpx.URL:
+        if spec.attach == "bearer":
+            headers["authorization"] = f"Bearer {value}"
+        elif spec.attach == "basic":
+            token = base64.b64encode(f"{spec.username}:{value}".encode()).decode("ascii")
+            headers["authorization"] = f"Basic {token}"
+        elif spec.attach == "header":
+            headers[spec.header.lower()] = value
+        else:
+            url = url.copy_set_param(spec.param, value)
+        return url
+
+    def forms(self) -> list[tuple[str, str]]:
+        """Every loadable secret in the forms it can come back in, longest first."""
+        out: list[tuple[str, str]] = []
+        for s in self.specs:
+            try:
+                value = s.load()
+            except HTTPError:
+                continue
+            variants = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)}
+            if s.attach == "basic":
+                variants.add(base64.b64encode(f"{s.username}:{value}".encode()).decode("ascii"))
+            variants.add(base64.b64encode(value.encode()).decode("ascii"))
+            out.extend((v, s.placeholder) for v in variants if len(v) >= 4)
+        out.sort(key=lambda p: -len(p[0]))
+        return out
+
+
+def mask(text: str, forms: list[tuple[str, str]]) -> str:
+    for value, placeholder in forms:
+        if value in text:
+            text = text.replace(value, placeholder)
+    return text
+
+
+def mask_any(value: Any, forms: list[tuple[str, str]]) -> Any:
+    if not forms:
+        return value
+    if isinstance(value, str):
+        return mask(value, forms)
+    if isinstance(value, dict):
+        return {mask(str(k), forms): mask_any(v, forms) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_any(v, forms) for v in value]
+    return value
