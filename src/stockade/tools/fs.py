@@ -1,0 +1,632 @@
+"""The filesystem tool: confined to one root, symlink-safe, journaled with undo.
+
+Two independent layers stand between an agent and the disk:
+
+- the **rule layer**: :meth:`FSTool.prepare` turns the agent's path into a
+  canonical path relative to the root (or refuses it); the policy's ``fs:``
+  section is compiled into ordinary rules on that path, per operation;
+  :meth:`FSTool.check` adds the built-in deny list (secrets, keys, model
+  weights) and looks at what is on disk (symlinks, hard links, devices);
+- the **descriptor layer**: :class:`~stockade.hazmat.fs_resolver.Resolver`
+  opens every path relative to a descriptor of the root with ``openat2``
+  (``RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS``) and every operation acts on
+  the descriptor it opened (``fstat``, ``pread``, ``*at`` calls, temp file +
+  ``renameat2``), so nothing re-resolves a string after it was checked.
+
+Policy section::
+
+    fs:
+      root: ${WORKSPACE}
+      allow:
+        read: ["**"]
+        list: ["**"]
+        write: ["notes/**", "drafts/**"]
+        delete: ["notes/**"]
+      ask:
+        delete: ["**"]
+      deny: ["private/**"]
+      unlock: [".env.example"]
+      labels: {untrusted: ["inbox/**"], confidential: ["hr/**"]}
+      journal: {path: ${STATE}/fs-journal, blob_budget: 64MiB}
+
+See ``docs/fs.md`` for every key, the decisions behind them and the dangers.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from stockade.errors import FSError
+from stockade.hazmat.fs_resolver import Resolver
+from stockade.model import Confidentiality, Decision, Effect, Integrity, Label, Output, ToolCall
+from stockade.policy import Policy
+from stockade.policy.matchers import Matcher, PatternError, compile_glob
+from stockade.policy.node import Node
+from stockade.policy.policy import SectionContext
+from stockade.policy.rules import RuleSpec
+from stockade.tools.base import Capability, Context
+from stockade.tools.fs_engine import FSEngine, FSRestorer, check_file
+from stockade.tools.journal import Journal, Restorer
+
+__all__ = [
+    "ACTIONS",
+    "BUILTIN_DENY",
+    "FSConfig",
+    "FSLimits",
+    "FSTool",
+    "canonical_path",
+    "capability_from_policy",
+    "parse_section",
+]
+
+#: every operation, and the arguments each takes (name -> type)
+ACTIONS: Mapping[str, Mapping[str, type | tuple[type, ...]]] = {
+    "read": {"path": str, "offset": int, "length": int},
+    "list": {"path": str},
+    "glob": {"path": str, "pattern": str},
+    "search": {"path": str, "pattern": str, "glob": str},
+    "stat": {"path": str},
+    "write": {"path": str, "content": str, "overwrite": bool},
+    "append": {"path": str, "content": str},
+    "edit": {"path": str, "old": str, "new": str},
+    "mkdir": {"path": str, "parents": bool},
+    "move": {"path": str, "dest": str},
+    "delete": {"path": str, "recursive": bool},
+}
+MUTATING = frozenset({"write", "append", "edit", "mkdir", "move", "delete"})
+_REQUIRED = {"glob": ("pattern",), "search": ("pattern",), "write": ("content",)}
+_REQUIRED_MORE = {"append": ("content",), "edit": ("old", "new"), "move": ("dest",)}
+
+#: the built-in deny list: group name -> globs on the lower-cased canonical path.
+#: Only an ``unlock`` entry in the policy's fs section lifts one of these.
+BUILTIN_DENY: Mapping[str, tuple[str, ...]] = {
+    "environment file": ("**/.env*", "**/*.env"),
+    "private key or certificate": (
+        "**/*.{pem,key,p12,pfx,crt,cer,der,p8,ppk,jks,keystore}",
+        "**/id_{rsa,dsa,ecdsa,ed25519}*",
+    ),
+    "ssh folder": ("**/.ssh/**",),
+    "cloud credentials": (
+        "**/.aws/**",
+        "**/.azure/**",
+        "**/.config/gcloud/**",
+        "**/.kube/config",
+        "**/.docker/config.json",
+    ),
+    "gnupg folder": ("**/.gnupg/**",),
+    "git credentials": ("**/.git/config", "**/.git-credentials"),
+    "credentials file": ("**/.netrc", "**/_netrc", "**/.pgpass", "**/.npmrc", "**/.pypirc"),
+    "password store": (
+        "**/.password-store/**",
+        "**/*.{kdbx,kdb,keychain,keychain-db}",
+        "**/.local/share/keyrings/**",
+        "**/.vault-token",
+    ),
+    "model weights": (
+        "**/*.{safetensors,gguf,ggml,pt,pth,ckpt,onnx}",
+        "**/*model*/**/*.bin",
+        "**/{checkpoints,weights}/**/*.bin",
+        "**/pytorch_model*.bin",
+        "**/.cache/huggingface/**",
+    ),
+}
+
+# Characters that look like `/`, `\` or `.` without being them; NFKC catches
+# the rest (fullwidth solidus, one-dot leader, small full stop...).
+_LOOKALIKES = frozenset(
+    "\u2215\u2044\u29f8\u2571\u29f5\u29f9\u2216\u0338\u0337\u3002\uff61\u1735\u2cfa\u30fb"
+)
+_BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+# -- configuration ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FSLimits:
+    """Caps per call and per session (``None``: no cap). Sizes are bytes."""
+
+    read_bytes: int = 1 << 20
+    write_bytes: int = 1 << 20
+    file_bytes: int = 16 << 20
+    list_entries: int = 1000
+    glob_results: int = 1000
+    search_results: int = 100
+    search_files: int = 2000
+    search_bytes: int = 32 << 20
+    walk_entries: int = 20000
+    delete_entries: int = 1000
+    path_length: int = 1024
+    session_read_bytes: int | None = 64 << 20
+    session_write_bytes: int | None = 16 << 20
+    session_changes: int | None = 1000
+
+
+_SIZE_LIMITS = frozenset(
+    {
+        "read_bytes",
+        "write_bytes",
+        "file_bytes",
+        "search_bytes",
+        "session_read_bytes",
+        "session_write_bytes",
+    }
+)
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    """Where the fs journal lives and how many blob bytes it may keep."""
+
+    path: Path
+    blob_budget: int = 64 << 20
+
+
+@dataclass(frozen=True)
+class FSConfig:
+    """The parsed ``fs:`` section."""
+
+    root: Path
+    allow: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    ask: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    deny: tuple[str, ...] = ()
+    unlock: tuple[str, ...] = ()
+    untrusted: tuple[str, ...] = ()
+    confidential: tuple[str, ...] = ()
+    public: tuple[str, ...] = ()
+    symlinks: Literal["refuse", "in-root"] = "refuse"
+    hardlinks: bool = False
+    durable: bool = False
+    limits: FSLimits = field(default_factory=FSLimits)
+    journal: JournalConfig | None = None
+
+
+_SECTION_KEYS = (
+    "root",
+    "allow",
+    "ask",
+    "deny",
+    "unlock",
+    "labels",
+    "symlinks",
+    "hardlinks",
+    "durable",
+    "limits",
+    "journal",
+)
+
+
+def _globs(node: Node) -> tuple[str, ...]:
+    globs = node.strings()
+    for g in globs:
+        if g.startswith("/") or "\\" in g or ".." in g.split("/"):
+            node.fail(f"glob `{g}` must be relative to the root, without `..` or `\\`")
+    try:
+        compile_glob(globs)
+    except PatternError as exc:
+        node.fail(f"bad glob: {exc}")
+    return tuple(globs)
+
+
+def _by_action(node: Node) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for action, gnode in node.mapping(allowed=ACTIONS).items():
+        out[action] = _globs(gnode)
+    return out
+
+
+def parse_section(node: Node, ctx: SectionContext) -> FSConfig:
+    """Parse the ``fs:`` section and add its rules (ids ``fs:allow-<action>``,
+    ``fs:ask-<action>``, ``fs:deny``) to the policy."""
+    m = node.mapping(allowed=_SECTION_KEYS, required=("root",))
+    root = Path(m["root"].string())
+    if not root.is_absolute():
+        root = ctx.base_dir / root
+    allow = _by_action(m["allow"]) if "allow" in m else {}
+    ask = _by_action(m["ask"]) if "ask" in m else {}
+    deny = _globs(m["deny"]) if "deny" in m else ()
+    unlock = _globs(m["unlock"]) if "unlock" in m else ()
+    labels: dict[str, tuple[str, ...]] = {}
+    if "labels" in m:
+        for key, lnode in (
+            m["labels"].mapping(allowed=("untrusted", "confidential", "public")).items()
+        ):
+            labels[key] = _globs(lnode)
+    symlinks = m["symlinks"].string(choices=("refuse", "in-root")) if "symlinks" in m else "refuse"
+    hardlinks = m["hardlinks"].string(choices=("refuse", "allow")) if "hardlinks" in m else "refuse"
+    durable = m["durable"].boolean() if "durable" in m else False
+    limits = FSLimits()
+    if "limits" in m:
+        values: dict[str, int | None] = {}
+        for key, lnode in m["limits"].mapping(allowed=FSLimits.__dataclass_fields__).items():
+            if key.startswith("session_") and lnode.value is None:
+                values[key] = None
+            elif key in _SIZE_LIMITS:
+                values[key] = lnode.size()
+            else:
+                values[key] = lnode.integer(minimum=0)
+        limits = FSLimits(**values)  # type: ignore[arg-type]
+    journal: JournalConfig | None = None
+    if "journal" in m:
+        jm = m["journal"].mapping(allowed=("path", "blob_budget"), required=("path",))
+        jpath = Path(jm["path"].string())
+        journal = JournalConfig(
+            path=jpath if jpath.is_absolute() else ctx.base_dir / jpath,
+            blob_budget=jm["blob_budget"].size() if "blob_budget" in jm else 64 << 20,
+        )
+    origin = f"{node.file}:{node.line}:{node.column}"
+    for effect, table in ((Effect.ALLOW, allow), (Effect.ASK, ask)):
+        for action, globs in table.items():
+            when: dict[str, dict[str, Any]] = {"path": {"glob": list(globs)}}
+            if action == "move":
+                when["dest"] = {"glob": list(globs)}
+            ctx.add_rule(
+                RuleSpec(
+                    id=f"fs:{effect.value}-{action}",
+                    tools=("fs",),
+                    actions=(action,),
+                    effect=effect,
+                    mode=ctx.mode,
+                    when=when,
+                    reason=f"the fs section {'allows' if effect is Effect.ALLOW else 'asks for'} "
+                    f"{action} on {', '.join(f'`{g}`' for g in globs)}",
+                    origin=origin,
+                    node=node,
+                )
+            )
+    if deny:
+        for rule_id, actions, arg in (
+            ("fs:deny", ("*",), "path"),
+            ("fs:deny-dest", ("move",), "dest"),
+        ):
+            ctx.add_rule(
+                RuleSpec(
+                    id=rule_id,
+                    tools=("fs",),
+                    actions=actions,
+                    effect=Effect.DENY,
+                    mode=ctx.mode,
+                    when={arg: {"glob": list(deny)}},
+                    reason=f"the fs section denies {', '.join(f'`{g}`' for g in deny)}",
+                    origin=origin,
+                    node=node,
+                )
+            )
+    return FSConfig(
+        root=root,
+        allow=allow,
+        ask=ask,
+        deny=deny,
+        unlock=unlock,
+        untrusted=labels.get("untrusted", ()),
+        confidential=labels.get("confidential", ()),
+        public=labels.get("public", ()),
+        symlinks=symlinks,  # type: ignore[arg-type]
+        hardlinks=hardlinks == "allow",
+        durable=durable,
+        limits=limits,
+        journal=journal,
+    )
+
+
+# -- canonical paths ------------------------------------------------------------------
+
+
+def canonical_path(value: Any, *, max_length: int = 1024, what: str = "path") -> str:
+    """The canonical form of an agent's path: relative to the root, ``/``-separated,
+    no ``.``, ``..`` or empty parts; ``.`` is the root itself.
+
+    Raise :class:`FSError` for anything that is not plainly a path inside the
+    root: not a string, NUL and control characters, absolute paths, ``..``
+    that climbs out, backslashes, characters that look like ``/``, ``\\`` or
+    ``.``, invisible formatting characters, over-long paths and names.
+
+    >>> canonical_path("./notes//a/../b.md")
+    'notes/b.md'
+    >>> canonical_path("../../etc/passwd")
+    Traceback (most recent call last):
+    ...
+    stockade.errors.FSError: path `../../etc/passwd` climbs out of the root
+    """
+    if not isinstance(value, str):
+        raise FSError(f"{what} must be a string, got {type(value).__name__}")
+    shown = _shown(value)
+    if len(value.encode("utf-8", "surrogatepass")) > max_length:
+        raise FSError(f"{what} `{shown}` is longer than {max_length} bytes")
+    if "\\" in value:
+        raise FSError(f"{what} `{shown}` contains a backslash; use `/`")
+    if value.startswith("/"):
+        raise FSError(f"{what} `{shown}` is absolute; give it relative to the root")
+    for ch in value:
+        if ch.isascii():
+            if ord(ch) < 0x20 or ord(ch) == 0x7F:
+                raise FSError(f"{what} `{shown}` contains a control character")
+            continue
+        if unicodedata.category(ch) in _BAD_CATEGORIES:
+            raise FSError(f"{what} `{shown}` contains an invisible or control character")
+        if ch in _LOOKALIKES or any(c in "/\\." for c in unicodedata.normalize("NFKC", ch)):
+            raise FSError(
+                f"{what} `{shown}` contains `{ch}` (U+{ord(ch):04X}), which looks like `/` or `.`"
+            )
+    parts: list[str] = []
+    for part in value.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise FSError(f"{what} `{shown}` climbs out of the root")
+            parts.pop()
+            continue
+        if len(part.encode("utf-8")) > 255:
+            raise FSError(f"{what} `{shown}` has a name longer than 255 bytes")
+        parts.append(part)
+    return "/".join(parts) or "."
+
+
+def _shown(value: str) -> str:
+    text = value if len(value) <= 120 else value[:117] + "..."
+    return text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+
+
+def _pattern(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise FSError(f"`{what}` must be a non-empty string")
+    if len(value) > 1000:
+        raise FSError(f"`{what}` is longer than 1000 characters")
+    if "\0" in value:
+        raise FSError(f"`{what}` contains a NUL byte")
+    return value
+
+
+# -- the tool -----------------------------------------------------------------------
+
+
+class FSTool(Capability):
+    """The confined filesystem tool. Build it from a policy with
+    :func:`capability_from_policy`, or from an :class:`FSConfig`; register it
+    with a guard and call it through ``guard.call("fs", action, args)``.
+
+    ``policy`` (optional) lets ``search`` look only into files the policy
+    lets the agent read.
+    """
+
+    name = "fs"
+    actions = frozenset(ACTIONS)
+    _resolver_class: ClassVar[Any] = Resolver
+    _check_file: ClassVar[Any] = staticmethod(check_file)
+
+    def __init__(self, config: FSConfig, *, policy: Policy | None = None) -> None:
+        self.config = config
+        self.limits = config.limits
+        self._policy = policy
+        self.resolver = self._resolver_class(config.root, symlinks=config.symlinks)
+        self.journal: Journal | None = (
+            Journal(config.journal.path, blob_budget=config.journal.blob_budget)
+            if config.journal is not None
+            else None
+        )
+        self._builtin = [(group, compile_glob(list(g))) for group, g in BUILTIN_DENY.items()]
+        self._unlock: Matcher | None = compile_glob(list(config.unlock)) if config.unlock else None
+        self._deny: Matcher | None = compile_glob(list(config.deny)) if config.deny else None
+        self._untrusted = compile_glob(list(config.untrusted)) if config.untrusted else None
+        self._confidential = (
+            compile_glob(list(config.confidential)) if config.confidential else None
+        )
+        self._public = compile_glob(list(config.public)) if config.public else None
+        self.engine = FSEngine(self, self.resolver, type(self)._check_file)
+
+    def close(self) -> None:
+        """Close the root descriptor and the journal."""
+        self.resolver.close()
+        if self.journal is not None:
+            self.journal.close()
+
+    # -- rule layer -------------------------------------------------------------
+
+    def prepare(self, call: ToolCall) -> ToolCall:
+        """Canonicalise the paths and check the argument types."""
+        spec = ACTIONS[call.action]
+        args = dict(call.args)
+        for key in args:
+            if key not in spec:
+                expected = ", ".join(f"`{k}`" for k in spec)
+                raise FSError(f"`fs.{call.action}` has no argument `{key}`; expected {expected}")
+        for key in (*_REQUIRED.get(call.action, ()), *_REQUIRED_MORE.get(call.action, ())):
+            if key not in args:
+                raise FSError(f"`fs.{call.action}` needs `{key}`")
+        for key, value in args.items():
+            kind = spec[key]
+            if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise FSError(f"`{key}` must be an integer")
+            if kind is int and value < 0:
+                raise FSError(f"`{key}` must not be negative")
+            if kind is not int and not isinstance(value, kind):
+                raise FSError(f"`{key}` must be a {getattr(kind, '__name__', kind)}")
+        limit = self.limits.path_length
+        args["path"] = canonical_path(args.get("path", "."), max_length=limit)
+        if "dest" in args:
+            args["dest"] = canonical_path(args["dest"], max_length=limit, what="dest")
+        for key in ("pattern", "glob"):
+            if key in args:
+                _pattern(args[key], key)
+        if call.action == "glob" or "glob" in args:
+            pat = args["pattern"] if call.action == "glob" else args["glob"]
+            if pat.startswith("/") or ".." in pat.split("/") or "\\" in pat:
+                raise FSError(f"glob `{_shown(pat)}` must stay inside the folder searched")
+        return call.with_args(args)
+
+    def builtin_denied(self, path: str) -> str | None:
+        """The built-in deny group that ``path`` falls in (and no unlock lifts), or ``None``."""
+        low = path.lower()
+        for group, match in self._builtin:
+            if match(low):
+                if self._unlock is not None and self._unlock(path):
+                    return None
+                return group
+        return None
+
+    def section_denied(self, path: str) -> bool:
+        """Whether the section's own ``deny`` globs (or the built-in list) cover ``path``."""
+        return self.builtin_denied(path) is not None or (
+            self._deny is not None and bool(self._deny(path))
+        )
+
+    def check(self, call: ToolCall) -> Decision | None:
+        """The built-in deny list, then what is on disk along the path.
+
+        The on-disk look (symlinks, hard links, devices) is a check-then-use
+        look by nature; the descriptor layer is what makes it race-free.
+        """
+        paths = [call.args.get("path", ".")]
+        if "dest" in call.args:
+            paths.append(call.args["dest"])
+        for path in paths:
+            group = self.builtin_denied(path)
+            if group is not None:
+                return Decision.deny(
+                    "fs:builtin-deny",
+                    f"`{path}` is a {group}; only an `unlock` entry in the fs section lifts this",
+                )
+        for path in paths:
+            decision = self._on_disk(path)
+            if decision is not None:
+                return decision
+        return None
+
+    def _on_disk(self, path: str) -> Decision | None:
+        if path == ".":
+            return None
+        root = os.fspath(self.config.root)
+        cur = root
+        parts = path.split("/")
+        for i, part in enumerate(parts):
+            cur = os.path.join(cur, part)
+            try:
+                st = os.lstat(cur)
+            except FileNotFoundError:
+                return None
+            except OSError:
+                return Decision.deny("fs:invalid", f"`{path}` cannot be looked at")
+            if stat.S_ISLNK(st.st_mode):
+                if self.config.symlinks == "refuse":
+                    return Decision.deny(
+                        "fs:symlink",
+                        f"`{'/'.join(parts[: i + 1])}` is a symlink; symlinks are refused",
+                    )
+                real = os.path.realpath(cur)
+                rel = os.path.relpath(real, os.path.realpath(root))
+                if rel == ".." or rel.startswith("../") or os.path.isabs(rel):
+                    return Decision.deny(
+                        "fs:symlink", f"`{'/'.join(parts[: i + 1])}` is a symlink out of the root"
+                    )
+                if self.builtin_denied(rel) is not None:
+                    return Decision.deny(
+                        "fs:builtin-deny", f"`{path}` leads by symlink to a denied file"
+                    )
+                continue
+            if i == len(parts) - 1:
+                if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                    return Decision.deny("fs:special-file", f"`{path}` is a device")
+                if stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+                    return Decision.deny("fs:special-file", f"`{path}` is a fifo or socket")
+                if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and not self.config.hardlinks:
+                    return Decision.deny(
+                        "fs:hardlink", f"`{path}` has {st.st_nlink - 1} other hard link(s)"
+                    )
+        return None
+
+    # -- labels -----------------------------------------------------------------
+
+    def label(self, path: str) -> Label:
+        """The provenance label for content read from ``path``."""
+        integrity = Integrity.TRUSTED
+        if self._untrusted is not None and self._untrusted(path):
+            integrity = Integrity.UNTRUSTED
+        conf = Confidentiality.INTERNAL
+        if self._confidential is not None and self._confidential(path):
+            conf = Confidentiality.SECRET
+        elif self._public is not None and self._public(path):
+            conf = Confidentiality.PUBLIC
+        return Label(f"fs:{path}", integrity, conf)
+
+    def may_read(self, path: str, call: ToolCall) -> bool:
+        """Whether a file met while searching may be looked into: not denied, and
+        (with a policy) readable under it."""
+        if self.section_denied(path):
+            return False
+        if self._policy is None:
+            return True
+        probe = ToolCall(
+            "fs", "read", {"path": path}, session=call.session, principal=call.principal
+        )
+        return self._policy.decide(probe).effect is Effect.ALLOW
+
+    def target_allowed(self, real: str, call: ToolCall) -> bool:
+        """Whether the real path an in-root symlink led to may be used for ``call``."""
+        if self.section_denied(real):
+            return False
+        if self._policy is None:
+            return True
+        probe = ToolCall(
+            "fs", call.action, {"path": real}, session=call.session, principal=call.principal
+        )
+        return self._policy.decide(probe).effect is Effect.ALLOW
+
+    # -- engine layer -----------------------------------------------------------
+
+    def execute(self, call: ToolCall, ctx: Context) -> Output:
+        """Run the operation on descriptors beneath the root."""
+        if call.action not in ACTIONS:
+            raise FSError(f"`fs` has no action `{call.action}`")
+        path = call.args.get("path", ".")
+        if not isinstance(path, str):
+            raise FSError("path must be a string")
+        if call.action in MUTATING:
+            self._spend(ctx, "changes", 1, self.limits.session_changes, "change count")
+        value, meta, labelled = getattr(self.engine, "op_" + call.action)(call, ctx)
+        labels = tuple(self.label(p) for p in labelled) or (self.label(path),)
+        return Output(value=value, labels=labels, meta={"path": path, **meta})
+
+    def _spend(self, ctx: Context, what: str, amount: int, cap: int | None, name: str) -> None:
+        """Count ``amount`` against a per-session cap; refuse when it would go over."""
+        if cap is None:
+            return
+        store = ctx.session.guard.sessions
+        key = f"fs:{what}:{ctx.session.id}"
+        if store.get(key) + amount > cap:
+            raise FSError(f"the session's fs {name} budget ({cap}) is spent")
+        store.add(key, amount)
+
+    def remaining(self, ctx: Context, what: str, cap: int | None) -> int | None:
+        """What is left of a per-session cap (``None``: no cap)."""
+        if cap is None:
+            return None
+        used = ctx.session.guard.sessions.get(f"fs:{what}:{ctx.session.id}")
+        return max(0, cap - used)
+
+    def restorers(self) -> Mapping[str, Restorer]:
+        """The restorer ``stockade undo`` uses for this tool's journal entries."""
+        return {"fs": FSRestorer(self.resolver, self.journal, self.limits.file_bytes)}
+
+    def describe(self) -> Mapping[str, Any]:
+        """The actions and their arguments, for integrations."""
+        return {
+            "name": self.name,
+            "actions": sorted(self.actions),
+            "arguments": {a: sorted(spec) for a, spec in ACTIONS.items()},
+            "description": "files under one folder; paths are relative to it",
+        }
+
+
+def capability_from_policy(policy: Policy) -> list[Capability]:
+    """The fs tool the policy's ``fs:`` section configures (none without one)."""
+    config = policy.section("fs")
+    if not isinstance(config, FSConfig):
+        return []
+    return [FSTool(config, policy=policy)]
