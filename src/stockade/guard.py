@@ -236,6 +236,18 @@ class Guard:
 
         return wrap
 
+    def canary(self) -> str:
+        """A fresh canary token for a system prompt (needs a ``scan:`` section).
+
+        The token seen later in a tool result or an outgoing argument means the
+        prompt leaked: the call is denied and audited.
+        """
+        fn = getattr(self._result_scanner, "canary", None)
+        if fn is None:
+            raise ConfigurationError("canary tokens need a scanner: add a `scan:` section")
+        token: str = fn()
+        return token
+
     def session(self, id: str | None = None, principal: str = "") -> Session:
         """A session: one conversation of one agent (use it with ``with``)."""
         return Session(self, id=id, principal=principal)
@@ -301,11 +313,16 @@ class Guard:
     ) -> Decision:
         """Decide a call without running it (for tools that run elsewhere).
 
-        Runs every check, records the decision in the audit log and returns it;
-        an ``ask`` is returned, not sent to the approver.
+        Runs every check, records the decision in the audit log and returns it,
+        deny included (a failing check gives a deny with rule ``error:<stage>``);
+        an ``ask`` is returned, not sent to the approver. A decision that the
+        audit store could not record is a deny with rule ``error:audit``.
         """
-        checked = self._check_only(tool, action, args, session, call_id)
-        self._audit_decision(checked)
+        try:
+            checked = self._check_only(tool, action, args, session, call_id)
+            self._audit_decision(checked)
+        except Denied as exc:
+            return exc.decision
         return checked.decision
 
     def handle_tool_calls(

@@ -1,0 +1,115 @@
+"""Pieces every scanner shares: the hit record, RE2 helpers, walking nested values."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import re2
+
+from stockade.errors import ConfigurationError
+from stockade.model import Finding
+
+__all__ = ["Hit", "compile_re2", "entropy", "map_strings", "walk_strings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One thing a scanner found in one string: what, where, how sure, why.
+
+    ``start``/``end`` are character offsets into the scanned string. A hit
+    never holds the found text itself, so it can be logged.
+    """
+
+    scanner: str
+    kind: str
+    start: int
+    end: int
+    score: float = 1.0
+    reason: str = ""
+
+    def finding(self, where: str = "result", *, masked: bool = False, offset: int = 0) -> Finding:
+        """The hit as the pipeline's :class:`~stockade.model.Finding`."""
+        return Finding(
+            scanner=self.scanner,
+            kind=self.kind,
+            start=self.start + offset,
+            end=self.end + offset,
+            score=self.score,
+            reason=self.reason,
+            masked=masked,
+            where=where,
+        )
+
+
+def _options(case_insensitive: bool) -> Any:
+    opts = re2.Options()
+    opts.case_sensitive = not case_insensitive
+    opts.max_mem = 64 << 20
+    return opts
+
+
+def compile_re2(pattern: str, *, case_insensitive: bool = False) -> Any:
+    """Compile ``pattern`` with RE2 (linear time); a bad pattern is a configuration error."""
+    try:
+        return re2.compile(pattern, _options(case_insensitive))
+    except re2.error as exc:
+        raise ConfigurationError(f"bad scanner pattern `{pattern[:40]}`: {exc}") from exc
+
+
+def compile_set(patterns: list[str], *, case_insensitive: bool = False) -> Any:
+    """An RE2 set that says in one pass which of ``patterns`` occur in a text."""
+    rset = re2.Set.SearchSet(_options(case_insensitive))
+    for pattern in patterns:
+        if rset.Add(pattern) < 0:
+            raise ConfigurationError(f"bad scanner pattern `{pattern[:40]}`")
+    try:
+        rset.Compile()
+    except Exception as exc:  # the binding raises its own errors
+        raise ConfigurationError("the scanner pattern set does not compile") from exc
+    return rset
+
+
+def entropy(text: str) -> float:
+    """Shannon entropy of ``text`` in bits per character."""
+    if not text:
+        return 0.0
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in Counter(text).values())
+
+
+def walk_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every string inside a nested value, with a dotted path to it.
+
+    Mapping keys are not yielded: scanners look at values.
+    """
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from walk_strings(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from walk_strings(item, f"{path}[{i}]")
+
+
+def map_strings(value: Any, fn: Callable[[str, str], str], path: str = "") -> Any:
+    """A copy of ``value`` with every string ``s`` at ``path`` replaced by ``fn(path, s)``.
+
+    Dicts, lists and tuples are rebuilt; other values are kept as they are.
+    """
+    if isinstance(value, str):
+        return fn(path, value)
+    if isinstance(value, dict):
+        return {
+            key: map_strings(item, fn, f"{path}.{key}" if path else str(key))
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [map_strings(item, fn, f"{path}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, tuple):
+        return tuple(map_strings(item, fn, f"{path}[{i}]") for i, item in enumerate(value))
+    return value

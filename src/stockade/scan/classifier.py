@@ -1,0 +1,197 @@
+"""The shipped injection classifier: hashed n-grams and a linear model, in pure Python.
+
+The model file (``models/injection.bin``) holds a small header and one int8
+weight per hashed feature. Features are word unigrams and bigrams and
+character 4-grams of the lower-cased text with invisible characters removed,
+hashed with CRC-32 into ``2**bits`` buckets; the score is the logistic of
+the mean weight of the features present (an L2-normalised binary vector).
+No numpy, no model hub: loading reads one file of a few hundred kilobytes.
+
+Long documents are scored in overlapping chunks and the highest chunk wins,
+so an instruction buried in page 40 of a long page is not averaged away.
+
+>>> model = load_model()
+>>> model is None or 0.0 <= model.score("what is the weather in Paris?") <= 1.0
+True
+
+``scripts/train_injection.py`` trains it; ``models/MODEL_CARD.md`` says on
+what data, with what licences, and how well it does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import zlib
+from array import array
+from dataclasses import dataclass
+from importlib import resources
+from itertools import pairwise
+from pathlib import Path
+
+from stockade.errors import ConfigurationError
+from stockade.scan._base import Hit
+from stockade.scan.hygiene import strip_invisible
+
+__all__ = ["InjectionModel", "chunks", "features", "load_model"]
+
+_MAGIC = b"STKM1\n"
+_WORD = re.compile(r"\w+", re.UNICODE)  # no backtracking: one character class, one quantifier
+_CHUNK = 1500
+_OVERLAP = 300
+
+
+def features(text: str, bits: int) -> set[int]:
+    """The hashed feature indices of ``text`` (shared by training and inference)."""
+    mask = (1 << bits) - 1
+    crc = zlib.crc32
+    low = strip_invisible(text).lower()
+    words = _WORD.findall(low)
+    out = {crc(w.encode("utf-8", "surrogatepass")) & mask for w in words}
+    out.update(
+        crc(f"{a} {b}".encode("utf-8", "surrogatepass"), 0x5A5A) & mask for a, b in pairwise(words)
+    )
+    joined = " " + " ".join(words) + " "
+    data = joined.encode("utf-8", "surrogatepass")
+    out.update(crc(data[i : i + 4], 0xC4A5) & mask for i in range(len(data) - 3))
+    return out
+
+
+def chunks(text: str, size: int = _CHUNK, overlap: int = _OVERLAP) -> list[tuple[int, int]]:
+    """Overlapping ``(start, end)`` windows covering ``text``."""
+    if len(text) <= size:
+        return [(0, len(text))]
+    step = size - overlap
+    out = []
+    start = 0
+    while True:
+        end = min(start + size, len(text))
+        out.append((start, end))
+        if end >= len(text):
+            return out
+        start += step
+
+
+@dataclass(frozen=True)
+class _Header:
+    bits: int
+    scale: float
+    bias: float
+    threshold: float
+    version: str
+
+
+class InjectionModel:
+    """A loaded classifier; :meth:`score` gives the probability that a text injects."""
+
+    def __init__(self, weights: array, header: _Header) -> None:  # type: ignore[type-arg]
+        if len(weights) != 1 << header.bits:
+            raise ConfigurationError("the injection model file is damaged")
+        self._w = weights
+        self._h = header
+
+    @property
+    def threshold(self) -> float:
+        """The threshold calibrated on the validation split at training time."""
+        return self._h.threshold
+
+    @property
+    def version(self) -> str:
+        """The model's version string (training date and data)."""
+        return self._h.version
+
+    def _logit(self, text: str) -> float:
+        idx = features(text, self._h.bits)
+        if not idx:
+            return self._h.bias
+        w = self._w
+        total = float(sum(w[i] for i in idx)) * self._h.scale
+        return total / math.sqrt(len(idx)) + self._h.bias
+
+    def score_chunk(self, text: str) -> float:
+        """The probability for one chunk of text."""
+        z = self._logit(text)
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+    def score(self, text: str) -> float:
+        """The probability for a whole text: the highest of its chunks."""
+        return max(self.score_chunk(text[s:e]) for s, e in chunks(text))
+
+    def scan(self, text: str, threshold: float) -> list[Hit]:
+        """Chunks whose probability reaches ``threshold``, as hits."""
+        hits = []
+        for s, e in chunks(text):
+            p = self.score_chunk(text[s:e])
+            if p >= threshold:
+                hits.append(Hit("injection", "classifier", s, e, p, f"classifier p={p:.2f}"))
+        return hits
+
+
+def read_model(path: str | Path) -> InjectionModel:
+    """Load a model file written by ``scripts/train_injection.py``."""
+    try:
+        blob = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the injection model: {exc.strerror}") from exc
+    return _parse(blob)
+
+
+def _parse(blob: bytes) -> InjectionModel:
+    if not blob.startswith(_MAGIC):
+        raise ConfigurationError("not an injection model file")
+    end = blob.index(b"\n", len(_MAGIC))
+    try:
+        meta = json.loads(blob[len(_MAGIC) : end])
+        header = _Header(
+            int(meta["bits"]),
+            float(meta["scale"]),
+            float(meta["bias"]),
+            float(meta["threshold"]),
+            str(meta["version"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationError("the injection model header is damaged") from exc
+    weights = array("b")
+    weights.frombytes(blob[end + 1 :])
+    return InjectionModel(weights, header)
+
+
+def write_model(
+    path: str | Path,
+    weights: bytes,
+    *,
+    bits: int,
+    scale: float,
+    bias: float,
+    threshold: float,
+    version: str,
+    extra: dict[str, object] | None = None,
+) -> None:
+    """Write a model file (used by the training script)."""
+    meta = {
+        "bits": bits,
+        "scale": scale,
+        "bias": bias,
+        "threshold": threshold,
+        "version": version,
+        **(extra or {}),
+    }
+    Path(path).write_bytes(_MAGIC + json.dumps(meta).encode() + b"\n" + weights)
+
+
+_CACHE: list[InjectionModel] = []
+
+
+def load_model() -> InjectionModel | None:
+    """The model shipped in the package (loaded once per process), or ``None`` if absent."""
+    if _CACHE:
+        return _CACHE[0]
+    ref = resources.files("stockade.scan").joinpath("models/injection.bin")
+    try:
+        blob = ref.read_bytes()
+    except FileNotFoundError:
+        return None
+    model = _parse(blob)
+    _CACHE.append(model)
+    return model
