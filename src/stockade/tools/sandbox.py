@@ -1,0 +1,992 @@
+"""The OS sandbox for commands and third-party tool servers.
+
+One :class:`Sandbox` is configured once (a :class:`SandboxConfig`: the
+workspace, the network mode, the resource limits) and then runs many
+commands, each in a fresh sandbox:
+
+- **bubblewrap**: new user, pid, ipc, uts, cgroup and network namespaces; the
+  system read-only (``/usr`` and friends, a short list of harmless ``/etc``
+  files: never ``/etc/shadow``, never a home directory); the workspace the
+  only writable bind (at ``/workspace``); a private, size-capped ``/tmp``;
+  a new ``/proc`` and a minimal ``/dev``; all capabilities dropped;
+  ``--die-with-parent`` and ``--new-session``; an environment built from an
+  allow-list, never the parent's;
+- **seccomp** (:mod:`stockade.tools.sandbox_seccomp`): ptrace, mount, modules,
+  bpf, perf, keyrings, userfaultfd, io_uring, namespace changes, TIOCSTI and,
+  with the network off, every socket family but ``AF_UNIX`` are denied;
+- **Landlock** where the kernel has it (:mod:`stockade.tools.sandbox_launcher`):
+  reads limited to the bound system paths, writes to the workspace and
+  ``/tmp``, TCP connect to nothing (or the proxy relay), signals and abstract
+  Unix sockets scoped to the sandbox;
+- **resource limits**: CPU seconds, address space, processes (plus a pids
+  cgroup when running as root, where the kernel does not apply the process
+  limit), file size, open files; a wall-clock timeout that kills the whole
+  process tree; output captured up to a cap.
+
+Where bubblewrap or user namespaces are missing, :class:`Sandbox` raises
+:class:`~stockade.errors.SandboxUnavailable` saying what is missing and how to
+install it. Only ``SandboxConfig(mode="none")`` (``sandbox: none`` in a
+policy) runs without one, with the resource limits alone, and says so in
+every result's :attr:`RunResult.layers`.
+
+Running a command to completion::
+
+    sandbox = Sandbox(SandboxConfig(workspace=Path("/srv/agent")))
+    result = sandbox.run(["/usr/bin/ls", "-l"], cwd="src")
+    result.exit_code, result.stdout, result.describe()
+
+Running a long-lived child with stdio pipes (a third-party MCP server)::
+
+    proc = sandbox.popen(["/usr/bin/node", "server.js"], limits=Limits(cpu=3600))
+    proc.stdin.write(b"...")          # a subprocess.Popen-like handle
+    ...
+    proc.kill()                       # kills the whole tree, always call it (or use ``with``)
+
+``popen`` applies the limits but no wall-clock timeout and no output cap:
+the caller owns the child's lifetime and its pipes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import posixpath
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from stockade.errors import ExecError, SandboxUnavailable
+from stockade.tools import sandbox_seccomp
+from stockade.tools.sandbox_launcher import landlock_abi
+
+__all__ = [
+    "DEFAULT_ETC",
+    "DEFAULT_SYSTEM_PATHS",
+    "WORKSPACE",
+    "Layers",
+    "Limits",
+    "RunResult",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxedProcess",
+    "probe",
+]
+
+#: where the workspace appears inside the sandbox
+WORKSPACE = "/workspace"
+_RUN = "/run/stockade"
+_LAUNCHER_IN = f"{_RUN}/launcher.py"
+_PYTHON_IN = f"{_RUN}/python"
+_PROXY_SOCKET_IN = f"{_RUN}/proxy.sock"
+_SANDBOX_UID = 1000
+
+#: read-only system hierarchies (a symlink on the host stays a symlink inside)
+DEFAULT_SYSTEM_PATHS = (
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+)
+
+#: the ``/etc`` files a command may need; nothing secret (no shadow, no keys)
+DEFAULT_ETC = (
+    "/etc/alternatives",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/protocols",
+    "/etc/services",
+    "/etc/mime.types",
+    "/etc/magic",
+    "/etc/os-release",
+    "/etc/debian_version",
+    "/etc/ssl/certs",
+    "/etc/ca-certificates.conf",
+    "/etc/ssl/openssl.cnf",
+)
+
+_DATA = Path(__file__).with_name("sandbox_data")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+_INSTALL_HINT = (
+    "install it with `apt-get install bubblewrap` (Debian, Ubuntu), "
+    "`dnf install bubblewrap` (Fedora) or `apk add bubblewrap` (Alpine)"
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed command.
+
+    ``cpu`` seconds of CPU (SIGXCPU, then SIGKILL a second later),
+    ``memory`` bytes of address space per process, ``processes`` at once,
+    ``file_size`` bytes per written file (SIGXFSZ), ``open_files`` descriptors,
+    ``timeout`` seconds of wall-clock time before the whole tree is killed,
+    ``output`` bytes of stdout and stderr kept (past it the tree is killed and
+    the result says truncated), ``tmp_size`` bytes of the private ``/tmp``.
+    """
+
+    timeout: float = 30.0
+    cpu: int = 10
+    memory: int = 1024 * 1024 * 1024
+    processes: int = 64
+    file_size: int = 64 * 1024 * 1024
+    open_files: int = 256
+    output: int = 1024 * 1024
+    tmp_size: int = 64 * 1024 * 1024
+
+    def rlimits(self) -> dict[str, int]:
+        """The limits the launcher sets with ``setrlimit``."""
+        return {
+            "cpu": max(1, int(self.cpu)),
+            "memory": self.memory,
+            "processes": self.processes,
+            "file_size": self.file_size,
+            "open_files": self.open_files,
+            "core": 0,
+        }
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """How commands are confined. Configure once; run many commands.
+
+    ``workspace`` is the only writable place (``/workspace`` inside);
+    ``mode`` is ``bwrap`` (the default) or ``none`` (resource limits only,
+    no isolation: only for a policy that says ``sandbox: none``);
+    ``network`` is ``none`` or ``proxy`` (only the forward proxy listening on
+    the Unix socket ``proxy_socket`` is reachable, through a relay);
+    ``env`` holds the variables the command gets on top of a fixed base
+    (``PATH``, ``HOME``, ``LANG``, ``TMPDIR``): the parent's environment is
+    never passed.
+    """
+
+    workspace: Path
+    mode: Literal["bwrap", "none"] = "bwrap"
+    network: Literal["none", "proxy"] = "none"
+    proxy_socket: Path | None = None
+    limits: Limits = field(default_factory=Limits)
+    system_paths: tuple[str, ...] = DEFAULT_SYSTEM_PATHS
+    etc_files: tuple[str, ...] = DEFAULT_ETC
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Layers:
+    """Which protections a sandbox turns on. All of them, always, from the safe API.
+
+    Only :mod:`stockade.hazmat.sandbox` builds a sandbox with some of them off
+    (to show in tests that each layer holds on its own).
+    """
+
+    net_namespace: bool = True
+    seccomp: bool = True
+    landlock: bool = True
+    rlimits: bool = True
+    timeout: bool = True
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a sandboxed command ended.
+
+    ``exit_code`` is the command's status (``None`` when it was killed from
+    outside); ``signal`` the name of the signal that ended it, if any;
+    ``killed`` says why stockade killed it (``timeout`` or ``output``);
+    ``truncated`` whether output was cut at the cap; ``layers`` which
+    protections were active (this goes to the audit record).
+    """
+
+    argv: tuple[str, ...]
+    exit_code: int | None
+    signal: str | None
+    stdout: bytes
+    stderr: bytes
+    truncated: bool
+    killed: str
+    duration_ms: float
+    layers: Mapping[str, Any]
+
+    @property
+    def timed_out(self) -> bool:
+        """Whether the wall-clock timeout ended the command."""
+        return self.killed == "timeout"
+
+    @property
+    def ok(self) -> bool:
+        """Whether the command exited by itself with status 0."""
+        return self.exit_code == 0 and not self.killed and self.signal is None
+
+    def describe(self) -> str:
+        """One line saying how the command ended, e.g. ``killed: timeout after 2s``."""
+        if self.killed == "timeout":
+            text = "killed: wall-clock timeout"
+        elif self.killed == "output":
+            text = "killed: output limit reached"
+        elif self.signal is not None:
+            why = _SIGNAL_REASONS.get(self.signal, "")
+            text = f"ended by {self.signal}" + (f" ({why})" if why else "")
+        else:
+            text = f"exit status {self.exit_code}"
+        return text + (" (output truncated)" if self.truncated else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result as JSON-able data (output decoded as UTF-8 with replacement)."""
+        return {
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "killed": self.killed or None,
+            "truncated": self.truncated,
+            "stdout": self.stdout.decode("utf-8", "replace"),
+            "stderr": self.stderr.decode("utf-8", "replace"),
+            "status": self.describe(),
+        }
+
+
+_SIGNAL_REASONS = {
+    "SIGXCPU": "cpu time limit",
+    "SIGXFSZ": "file size limit",
+    "SIGKILL": "killed",
+    "SIGSEGV": "segmentation fault",
+    "SIGSYS": "forbidden system call",
+}
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
+
+
+# -- probing -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What this machine offers: bubblewrap, user namespaces, Landlock, seccomp."""
+
+    bwrap: str | None
+    bwrap_version: tuple[int, ...]
+    userns: bool
+    userns_error: str
+    landlock: int
+    seccomp_arch: str | None
+
+
+_probe_lock = threading.Lock()
+_probes: dict[str, Probe] = {}
+
+
+def probe(bwrap: str | None = None) -> Probe:
+    """Find out (once per process) what sandboxing the machine offers."""
+    path = bwrap or shutil.which("bwrap") or ""
+    with _probe_lock:
+        cached = _probes.get(path)
+        if cached is not None:
+            return cached
+        result = _probe(path or None)
+        _probes[path] = result
+        return result
+
+
+def _probe(bwrap: str | None) -> Probe:
+    arch = sandbox_seccomp.current_arch()
+    arch_name = arch.name if arch else None
+    if bwrap is None:
+        return Probe(None, (), False, "bubblewrap is not installed", landlock_abi(), arch_name)
+    version: tuple[int, ...] = ()
+    userns, error = False, ""
+    try:
+        out = subprocess.run(
+            [bwrap, "--version"], capture_output=True, timeout=10, env={}, check=False
+        )
+        m = re.search(rb"(\d+)\.(\d+)\.(\d+)", out.stdout)
+        version = tuple(int(x) for x in m.groups()) if m else ()
+        true = shutil.which("true") or "/bin/true"
+        run = subprocess.run(
+            [bwrap, *_NAMESPACES, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", true],
+            capture_output=True,
+            timeout=10,
+            env={},
+            check=False,
+        )
+        userns = run.returncode == 0
+        if not userns:
+            lines = run.stderr.decode("utf-8", "replace").strip().splitlines()
+            error = lines[0] if lines else f"bwrap exited with status {run.returncode}"
+    except (OSError, subprocess.SubprocessError) as exc:
+        error = f"bwrap could not run: {type(exc).__name__}"
+    return Probe(bwrap, version, userns, error, landlock_abi(), arch_name)
+
+
+_NAMESPACES = (
+    "--unshare-user",
+    "--unshare-pid",
+    "--unshare-ipc",
+    "--unshare-uts",
+    "--unshare-cgroup",
+)
+
+
+# -- the pids cgroup (root only) -------------------------------------------------
+
+
+class _PidsCgroup:
+    """A pids cgroup for one run, for root, where RLIMIT_NPROC does not hold.
+
+    The kernel never applies the process limit to processes of host uid 0,
+    and a sandbox started by root maps its user to host uid 0. A pids cgroup
+    bounds the number of processes whatever the uid.
+    """
+
+    _V1 = Path("/sys/fs/cgroup/pids")
+    _V2 = Path("/sys/fs/cgroup")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._procs_fd = -1
+
+    @classmethod
+    def base(cls) -> Path | None:
+        """Where run cgroups can be made, or ``None``."""
+        if (cls._V1 / "pids.max").exists() or (cls._V1 / "cgroup.procs").exists():
+            return cls._V1 / "stockade" if os.access(cls._V1, os.W_OK) else None
+        controllers = cls._V2 / "cgroup.controllers"
+        try:
+            if "pids" not in controllers.read_text().split():
+                return None
+            own = Path("/proc/self/cgroup").read_text()
+        except OSError:
+            return None
+        if "0::/\n" not in own or not os.access(cls._V2, os.W_OK):
+            return None
+        return cls._V2 / "stockade"
+
+    @classmethod
+    def create(cls, base: Path, limit: int) -> _PidsCgroup:
+        """Make a fresh cgroup with ``pids.max = limit``."""
+        try:
+            if not base.exists():
+                base.mkdir(exist_ok=True)
+                if base.parent == cls._V2:
+                    (cls._V2 / "cgroup.subtree_control").write_text("+pids")
+                    (base / "cgroup.subtree_control").write_text("+pids")
+            path = base / uuid.uuid4().hex
+            path.mkdir()
+            (path / "pids.max").write_text(str(limit))
+            group = cls(path)
+            group._procs_fd = os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SandboxUnavailable(
+                f"cannot make a pids cgroup under `{base}`: {(exc.strerror or '').lower()}"
+            ) from exc
+        return group
+
+    def join(self) -> None:
+        """Move the calling process into the cgroup (runs in the child before exec)."""
+        os.write(self._procs_fd, b"0")
+
+    def kill_all(self) -> None:
+        """SIGKILL every process in the cgroup."""
+        kill_file = self.path / "cgroup.kill"
+        if kill_file.exists():
+            with contextlib.suppress(OSError):
+                kill_file.write_text("1")
+                return
+        for _ in range(50):
+            try:
+                pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
+            except OSError:
+                return
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.01)
+
+    def remove(self) -> None:
+        """Kill what is left and remove the cgroup."""
+        if self._procs_fd >= 0:
+            os.close(self._procs_fd)
+            self._procs_fd = -1
+        for _ in range(100):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                self.kill_all()
+                time.sleep(0.01)
+
+
+# -- the interpreter for the launcher ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Interpreter:
+    host_exe: str
+    inside_exe: str
+    bind: str | None  # host prefix to bind at _PYTHON_IN
+    env: Mapping[str, str]
+
+
+def _interpreter(system_paths: Sequence[str]) -> _Interpreter:
+    exe = os.path.realpath(sys.executable) if sys.executable else ""
+    base = os.path.realpath(sys.base_prefix)
+    if exe and exe.startswith(base + "/"):
+        if any(base == p or base.startswith(p + "/") for p in system_paths):
+            return _Interpreter(exe, exe, None, {})
+        rel = os.path.relpath(exe, base)
+        return _Interpreter(
+            exe, f"{_PYTHON_IN}/{rel}", base, {"LD_LIBRARY_PATH": f"{_PYTHON_IN}/lib"}
+        )
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.path.exists(candidate):
+            real = os.path.realpath(candidate)
+            return _Interpreter(real, real, None, {})
+    raise SandboxUnavailable("no Python interpreter found to start the sandbox launcher")
+
+
+# -- the sandbox -------------------------------------------------------------------
+
+
+class Sandbox:
+    """Runs commands confined as its :class:`SandboxConfig` says.
+
+    Raise :class:`SandboxUnavailable` when the machine cannot confine them
+    (bubblewrap or user namespaces missing, root without a pids cgroup) and
+    the configuration does not say ``mode="none"``.
+    """
+
+    def __init__(self, config: SandboxConfig, *, _layers: Layers | None = None) -> None:
+        self.config = config
+        self._layers_on = _layers or Layers()
+        workspace = Path(os.path.realpath(config.workspace))
+        if not workspace.is_dir():
+            raise ExecError(f"the workspace `{config.workspace}` is not a directory")
+        self.workspace = workspace
+        if config.network == "proxy" and config.proxy_socket is None:
+            raise ExecError("network `proxy` needs the proxy's unix socket (`proxy_socket`)")
+        self._interp = _interpreter(config.system_paths)
+        self._launcher = str(Path(__file__).with_name("sandbox_launcher.py"))
+        self._cgroup_base: Path | None = None
+        self.probe = probe()
+        if config.mode == "bwrap":
+            self._check_available()
+            self._seccomp = (
+                sandbox_seccomp.build_filter(allow_inet=config.network == "proxy")
+                if self._layers_on.seccomp
+                else b""
+            )
+            self._prefix = self._bwrap_prefix()
+        else:
+            self._seccomp = b""
+            self._prefix = []
+        if os.geteuid() == 0 and self._layers_on.rlimits:
+            self._cgroup_base = _PidsCgroup.base()
+            if self._cgroup_base is None and config.mode == "bwrap":
+                raise SandboxUnavailable(
+                    "running as root, the process limit needs a writable pids cgroup "
+                    "(/sys/fs/cgroup/pids or a cgroup2 root with the pids controller); "
+                    "run stockade as an ordinary user instead"
+                )
+        self.layers = self._layer_facts()
+
+    @classmethod
+    def from_policy(cls, policy: Any) -> Sandbox:
+        """The sandbox a policy's ``exec:`` section configures.
+
+        >>> # sandbox = Sandbox.from_policy(Policy.from_file("policy.yaml"))
+        """
+        from stockade.tools.exec import ExecConfig  # noqa: PLC0415 - exec imports this module
+
+        section = policy.section("exec")
+        if not isinstance(section, ExecConfig):
+            raise ExecError("the policy has no `exec` section")
+        return cls(section.sandbox)
+
+    # -- set-up ---------------------------------------------------------------
+
+    def _check_available(self) -> None:
+        p = self.probe
+        if p.bwrap is None:
+            raise SandboxUnavailable(f"bubblewrap (bwrap) is not installed; {_INSTALL_HINT}")
+        if not p.userns:
+            raise SandboxUnavailable(
+                f"user namespaces do not work here ({p.userns_error}); enable them "
+                "(sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu "
+                "kernel.apparmor_restrict_unprivileged_userns=0) or use `sandbox: none`"
+            )
+        if self._layers_on.seccomp and p.seccomp_arch is None:
+            raise SandboxUnavailable(
+                "the seccomp filter has no system call table for this architecture"
+            )
+
+    def _bwrap_prefix(self) -> list[str]:
+        cfg = self.config
+        assert self.probe.bwrap is not None
+        args = [self.probe.bwrap, *_NAMESPACES]
+        if self._layers_on.net_namespace:
+            args.append("--unshare-net")
+        if self.probe.bwrap_version >= (0, 8, 0):
+            args.append("--disable-userns")
+        args += [
+            "--uid",
+            str(_SANDBOX_UID),
+            "--gid",
+            str(_SANDBOX_UID),
+            "--hostname",
+            "sandbox",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+        ]
+        for path in cfg.system_paths:
+            if os.path.islink(path):
+                args += ["--symlink", os.readlink(path), path]
+            elif os.path.isdir(path):
+                args += ["--ro-bind", path, path]
+        for path in cfg.etc_files:
+            if os.path.lexists(path):
+                args += ["--ro-bind", path, path]
+        for name in ("passwd", "group"):
+            args += ["--ro-bind", str(_DATA / name), f"/etc/{name}"]
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        args += ["--size", str(cfg.limits.tmp_size), "--tmpfs", "/tmp"]
+        args += ["--ro-bind", self._launcher, _LAUNCHER_IN]
+        if self._interp.bind is not None:
+            args += ["--ro-bind", self._interp.bind, _PYTHON_IN]
+        if cfg.network == "proxy" and cfg.proxy_socket is not None:
+            args += ["--ro-bind", str(cfg.proxy_socket), _PROXY_SOCKET_IN]
+        args += ["--bind", str(self.workspace), WORKSPACE]
+        return args
+
+    def _landlock_config(self) -> dict[str, Any]:
+        cfg = self.config
+        paths: list[tuple[str, str]] = []
+        for path in cfg.system_paths:
+            if os.path.isdir(path) and not os.path.islink(path):
+                paths.append((path, "ro"))
+        paths += [(p, "ro") for p in cfg.etc_files if os.path.lexists(p)]
+        paths += [("/etc/passwd", "ro"), ("/etc/group", "ro"), (_RUN, "ro"), ("/proc", "ro")]
+        paths += [("/dev", "dev"), ("/tmp", "rw"), (WORKSPACE, "rw")]  # noqa: S108 - private tmpfs
+        return {"paths": paths, "connect_tcp": [], "require": False}
+
+    def _layer_facts(self) -> dict[str, Any]:
+        cfg = self.config
+        lim = cfg.limits
+        limits = {
+            "cpu_s": lim.cpu,
+            "memory": lim.memory,
+            "processes": lim.processes,
+            "file_size": lim.file_size,
+            "open_files": lim.open_files,
+            "timeout_s": lim.timeout,
+            "output": lim.output,
+        }
+        if cfg.mode == "none":
+            return {
+                "backend": "none",
+                "bwrap": False,
+                "seccomp": False,
+                "landlock": 0,
+                "network": "host",
+                "rlimits": self._layers_on.rlimits,
+                "pids_cgroup": self._cgroup_base is not None,
+                "limits": limits,
+                "warning": "sandbox: none: no isolation, resource limits only",
+            }
+        on = self._layers_on
+        namespaces = ["user", "pid", "ipc", "uts", "cgroup", "mount"]
+        if on.net_namespace:
+            namespaces.append("net")
+        return {
+            "backend": "bwrap",
+            "bwrap": True,
+            "bwrap_version": ".".join(str(x) for x in self.probe.bwrap_version),
+            "namespaces": namespaces,
+            "seccomp": on.seccomp,
+            "landlock": self.probe.landlock if on.landlock else 0,
+            "network": cfg.network,
+            "rlimits": on.rlimits,
+            "pids_cgroup": self._cgroup_base is not None,
+            "limits": limits,
+        }
+
+    # -- running ----------------------------------------------------------------
+
+    def _target_env(self) -> dict[str, str]:
+        home = WORKSPACE if self.config.mode == "bwrap" else str(self.workspace)
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": home,
+            "LANG": "C.UTF-8",
+            "TMPDIR": "/tmp",  # noqa: S108 - the sandbox's private tmpfs
+            "USER": "agent",
+        }
+        if self.config.network == "proxy" and self._proxy_port:
+            url = f"http://127.0.0.1:{self._proxy_port}"
+            for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+                env[name] = url
+        for key, value in self.config.env.items():
+            if not _ENV_NAME.match(key):
+                raise ExecError(f"invalid environment variable name `{key}`")
+            env[key] = value
+        return env
+
+    _proxy_port = 0
+
+    def _resolve_cwd(self, cwd: str) -> tuple[str, str]:
+        """The working directory inside the sandbox and on the host."""
+        rel = posixpath.normpath(cwd or ".")
+        if rel.startswith("/") or rel == ".." or rel.startswith("../"):
+            raise ExecError(f"the working directory `{cwd}` is outside the workspace")
+        host = os.path.realpath(self.workspace / rel)
+        if host != str(self.workspace) and not host.startswith(str(self.workspace) + "/"):
+            raise ExecError(f"the working directory `{cwd}` is outside the workspace")
+        if not os.path.isdir(host):
+            raise ExecError(f"the working directory `{cwd}` does not exist")
+        inside = WORKSPACE if rel == "." else f"{WORKSPACE}/{rel}"
+        return inside, host
+
+    def _spawn(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str,
+        limits: Limits,
+        stdin: int | IO[Any] | None,
+        stdout: int | IO[Any] | None,
+        stderr: int | IO[Any] | None,
+    ) -> SandboxedProcess:
+        if not argv or not argv[0].startswith("/"):
+            raise ExecError("the program must be given by absolute path")
+        inside_cwd, host_cwd = self._resolve_cwd(cwd)
+        bwrap = self.config.mode == "bwrap"
+        status_r, status_w = os.pipe()
+        os.set_inheritable(status_w, True)
+        fds = [status_w]
+        launcher_cfg: dict[str, Any] = {
+            "status_fd": status_w,
+            "env": self._target_env(),
+            "limits": limits.rlimits() if self._layers_on.rlimits else {},
+        }
+        cmd: list[str]
+        if bwrap:
+            if self._layers_on.landlock and self.probe.landlock > 0:
+                launcher_cfg["landlock"] = self._landlock_config()
+            cmd = [*self._prefix]
+            if self._seccomp:
+                seccomp_fd = os.memfd_create("stockade-seccomp", 0)
+                os.write(seccomp_fd, self._seccomp)
+                os.lseek(seccomp_fd, 0, os.SEEK_SET)
+                fds.append(seccomp_fd)
+                cmd += ["--seccomp", str(seccomp_fd)]
+            cmd += ["--chdir", inside_cwd, "--"]
+            cmd += [self._interp.inside_exe, "-I", "-S", _LAUNCHER_IN]
+            launcher_env = dict(self._interp.env)
+            popen_cwd = "/"
+        else:
+            cmd = [self._interp.host_exe, "-I", "-S", self._launcher]
+            launcher_env = {}
+            popen_cwd = host_cwd
+        cmd += [marshal.dumps(launcher_cfg).hex(), "--", *argv]
+        group = (
+            _PidsCgroup.create(self._cgroup_base, limits.processes + 4)
+            if self._cgroup_base is not None
+            else None
+        )
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - argv built here, never through a shell
+                cmd,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                pass_fds=fds,
+                env=launcher_env,
+                cwd=popen_cwd,
+                start_new_session=True,
+                preexec_fn=group.join if group is not None else None,  # noqa: PLW1509
+            )
+        except OSError as exc:
+            os.close(status_r)
+            if group is not None:
+                group.remove()
+            raise ExecError(f"cannot start the sandbox: {(exc.strerror or '').lower()}") from exc
+        finally:
+            for fd in fds:
+                os.close(fd)
+        handle = SandboxedProcess(proc, group, dict(self.layers))
+        try:
+            status = _read_status(status_r, time.monotonic() + max(limits.timeout, 10.0))
+        finally:
+            os.close(status_r)
+        if status is None or "error" in status:
+            handle.kill()
+            if status is None:
+                code = proc.returncode
+                raise ExecError(f"the sandbox did not start the command (status {code})")
+            raise ExecError(f"the sandbox did not start the command: {status['error']}")
+        applied = status.get("ok") or {}
+        handle.layers["landlock"] = int(applied.get("landlock", 0))
+        return handle
+
+    def popen(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str = ".",
+        limits: Limits | None = None,
+        stdin: int | IO[Any] | None = subprocess.PIPE,
+        stdout: int | IO[Any] | None = subprocess.PIPE,
+        stderr: int | IO[Any] | None = subprocess.DEVNULL,
+    ) -> SandboxedProcess:
+        """Start a long-lived sandboxed child with pipes; the caller owns its lifetime.
+
+        The limits apply (``limits`` replaces the configured ones, e.g. more CPU
+        seconds for a server); the wall-clock timeout and the output cap do not.
+        Call :meth:`SandboxedProcess.kill` (or use the handle with ``with``)
+        to end it and everything it started.
+        """
+        return self._spawn(
+            argv,
+            cwd=cwd,
+            limits=limits or self.config.limits,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+        )
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str = ".",
+        stdin: bytes | None = None,
+        limits: Limits | None = None,
+    ) -> RunResult:
+        """Run a command to its end (or its limits) and return how it ended."""
+        lim = limits or self.config.limits
+        started = time.perf_counter()
+        deadline = time.monotonic() + lim.timeout if self._layers_on.timeout else None
+        handle = self._spawn(
+            argv,
+            cwd=cwd,
+            limits=lim,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            out, err, truncated, killed = _collect(handle, stdin or b"", deadline, lim.output)
+        finally:
+            handle.kill()
+        code = handle.returncode
+        exit_code: int | None
+        sig: str | None = None
+        if killed:
+            exit_code, sig = None, "SIGKILL"
+        elif code is not None and code < 0:
+            exit_code, sig = None, _signal_name(-code)
+        elif code is not None and self.config.mode == "bwrap" and 128 < code < 128 + 65:
+            # bubblewrap reports a command killed by signal N as status 128+N
+            exit_code, sig = code, _signal_name(code - 128)
+        else:
+            exit_code = code
+        return RunResult(
+            argv=tuple(argv),
+            exit_code=exit_code,
+            signal=sig,
+            stdout=out,
+            stderr=err,
+            truncated=truncated,
+            killed=killed,
+            duration_ms=(time.perf_counter() - started) * 1000.0,
+            layers=handle.layers,
+        )
+
+    def with_limits(self, limits: Limits) -> Sandbox:
+        """A sandbox like this one with other limits."""
+        return Sandbox(replace(self.config, limits=limits), _layers=self._layers_on)
+
+
+class SandboxedProcess:
+    """A running sandboxed command: a :class:`subprocess.Popen`-like handle.
+
+    ``stdin``, ``stdout``, ``stderr``, ``pid``, ``returncode``, ``poll()``,
+    ``wait()`` behave as on ``Popen``; :meth:`kill` and :meth:`terminate` end
+    the whole process tree, not just the first process; ``layers`` says which
+    protections are active.
+    """
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], group: _PidsCgroup | None, layers: dict[str, Any]
+    ) -> None:
+        self._proc = proc
+        self._group = group
+        self.layers = layers
+        self.stdin = proc.stdin
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.pid = proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the process has ended, as on ``Popen``."""
+        return self._proc.returncode
+
+    def poll(self) -> int | None:
+        """Whether the process ended (its status) or not (``None``)."""
+        return self._proc.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process to end; raise :class:`ExecError` on timeout."""
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise ExecError(f"the sandboxed process did not end within {timeout}s") from exc
+
+    def terminate(self) -> None:
+        """End the process tree (the sandbox has no graceful stop: same as :meth:`kill`)."""
+        self.kill()
+
+    def kill(self) -> None:
+        """Kill the whole process tree and release its cgroup; safe to call twice."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        if self._group is not None:
+            self._group.kill_all()
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.kill()
+        self._proc.wait()
+        for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        if self._group is not None:
+            self._group.remove()
+            self._group = None
+
+    def __enter__(self) -> SandboxedProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+def _read_status(fd: int, deadline: float) -> dict[str, Any] | None:
+    """Read the launcher's status lines until EOF (it closes on exec).
+
+    ``ok landlock=N`` means the command was started with the layers applied;
+    ``error MESSAGE`` that it was not; nothing at all that the sandbox itself
+    failed before the launcher ran.
+    """
+    data = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not sel.select(remaining):
+                return {"error": "the launcher did not report in time"}
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            data += chunk
+    status: dict[str, Any] | None = None
+    for line in data.decode("utf-8", "replace").splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "error":
+            status = {"error": rest}
+        elif kind == "ok":
+            facts = dict(item.partition("=")[::2] for item in rest.split())
+            status = {"ok": facts}
+    return status
+
+
+def _collect(
+    handle: SandboxedProcess, stdin: bytes, deadline: float | None, cap: int
+) -> tuple[bytes, bytes, bool, str]:
+    """Feed stdin, read stdout and stderr up to ``cap`` bytes in all, until exit or a limit."""
+    bufs: dict[int, bytearray] = {}
+    total = 0
+    truncated = False
+    killed = ""
+    pending = memoryview(stdin)
+    with selectors.DefaultSelector() as sel:
+        for name, pipe in (("out", handle.stdout), ("err", handle.stderr)):
+            if pipe is not None:
+                os.set_blocking(pipe.fileno(), False)
+                sel.register(pipe.fileno(), selectors.EVENT_READ, name)
+                bufs[pipe.fileno()] = bytearray()
+        if handle.stdin is not None:
+            os.set_blocking(handle.stdin.fileno(), False)
+            sel.register(handle.stdin.fileno(), selectors.EVENT_WRITE, "in")
+        while sel.get_map():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                killed = "timeout"
+                break
+            for key, _ in sel.select(remaining):
+                fd = key.fd
+                if key.data == "in":
+                    try:
+                        n = os.write(fd, pending[:65536])
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:
+                        n = len(pending)  # the command does not read its input
+                    pending = pending[n:]
+                    if not pending:
+                        sel.unregister(fd)
+                        assert handle.stdin is not None
+                        handle.stdin.close()
+                    continue
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    sel.unregister(fd)
+                    continue
+                room = cap - total
+                if len(chunk) > room:
+                    bufs[fd] += chunk[: max(room, 0)]
+                    total = cap
+                    truncated = True
+                    killed = "output"
+                    break
+                bufs[fd] += chunk
+                total += len(chunk)
+            if killed:
+                break
+    if not killed:
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        try:
+            handle._proc.wait(remaining)
+        except subprocess.TimeoutExpired:
+            killed = "timeout"
+    out = bytes(bufs.get(handle.stdout.fileno(), b"")) if handle.stdout else b""
+    err = bytes(bufs.get(handle.stderr.fileno(), b"")) if handle.stderr else b""
+    return out, err, truncated, killed
