@@ -264,6 +264,9 @@ def test_decide_does_not_run_and_is_audited() -> None:
     assert sink.events[-1].kind == "decision"
     d = guard.decide("echo", "call", {"text": "x" * 40})
     assert d.effect is Effect.ASK
+    d = guard.decide("add", "call", {"a": -1, "b": 1})
+    assert d.effect is Effect.DENY and d.rule == "default-deny"
+    assert sink.events[-1].decision.rule == "default-deny"
 
 
 def test_async_functions_and_acall() -> None:
