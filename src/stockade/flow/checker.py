@@ -21,6 +21,7 @@ mentioning ``example.com``).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -201,12 +202,9 @@ class ProvenanceChecker:
             ]
             bad = self._first_violation(rule, leaves, prov)
             if bad is None and len(leaves) > 1:
-                joined = "".join(text for _, text in leaves)
-                paths = "+".join(path for path, _ in leaves)
-                p = _provenance(index, joined, self.config.confidential)
-                if _violates(rule, p) and _crosses(p, rule, leaves):
-                    report[paths] = p.describe()
-                    bad = (paths, p)
+                bad = _split_violation(index, rule, leaves, self.config.confidential)
+                if bad is not None:
+                    report[bad[0]] = bad[1].describe()
             if bad is not None:
                 fired.append((_rule_decision(rule, bad[0], bad[1]), rule.mode))
         tri = self.config.trifecta
@@ -244,15 +242,30 @@ def _violates(rule: FlowRule, p: ValueProvenance) -> bool:
     return p.confidentiality() is not None
 
 
-def _crosses(p: ValueProvenance, rule: FlowRule, leaves: list[tuple[str, str]]) -> bool:
-    """Whether a counting stretch of a joined value spans two or more arguments."""
-    bounds = []
-    pos = 0
-    for _, text in leaves:
-        pos += len(canon(text))
-        bounds.append(pos)
-    spans = p.untrusted if rule.forbid == "untrusted" else p.confidential
-    return any(any(m.start < b < m.end for b in bounds[:-1]) for m, _ in spans)
+#: characters taken from each side of a boundary between two arguments
+_SEAM = 32
+
+
+def _split_violation(
+    index: SessionIndex,
+    rule: FlowRule,
+    leaves: list[tuple[str, str]],
+    threshold: Confidentiality,
+) -> tuple[str, ValueProvenance] | None:
+    """A value split over two arguments: check the seam of each adjacent pair
+    (the end of one joined to the start of the next); it counts only when a
+    counting stretch crosses the seam."""
+    for (left_path, left), (right_path, right) in itertools.pairwise(leaves):
+        a, b = canon(left)[-_SEAM:], canon(right)[:_SEAM]
+        if not index.unindexed and not index.probe_seam(a, b):
+            continue
+        p = _provenance(index, a + b, threshold)
+        spans = p.untrusted if rule.forbid == "untrusted" else p.confidential
+        if any(m.start < len(a) < m.end for m, _ in spans) or (
+            not spans and p.unknown and _violates(rule, p)
+        ):
+            return f"{left_path}+{right_path}", p
+    return None
 
 
 def _rule_decision(rule: FlowRule, path: str, p: ValueProvenance) -> Decision:

@@ -17,10 +17,12 @@ from __future__ import annotations
 import bisect
 import threading
 from array import array
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 
-from stockade.flow.text import GRAM, SHINGLE, canon, skeleton_map, tokens, words
+from stockade.flow.text import GRAM, SHINGLE, WORD_PATTERN, canon, skeleton_map, tokens, words
 from stockade.model import Confidentiality, Integrity, Label
 
 __all__ = ["HashIndex", "Match", "Piece", "SessionIndex"]
@@ -39,50 +41,63 @@ def rank(level: Confidentiality) -> int:
 
 
 class HashIndex:
-    """A multimap from 40-bit hashes to ``(piece, offset)``, compact and append-only."""
+    """A multimap from 40-bit hashes to ``(piece, offset)``, compact and append-only.
 
-    def __init__(self, flush_at: int = 1 << 16) -> None:
+    Small batches go to a dict; big ones (and the dict, when it fills) become
+    sorted array segments; segments of similar size are merged, so a lookup
+    does one dict probe and a binary search in each of a few segments.
+    """
+
+    def __init__(self, flush_at: int = 1 << 16, direct_at: int = 1 << 12) -> None:
         self._flush_at = flush_at
+        self._direct_at = direct_at
         self._mem: dict[int, list[int]] = {}
         self._mem_n = 0
-        self._segments: list[tuple[array[int], array[int]]] = []
+        self._segments: list[_Segment] = []
 
-    def add_many(self, piece: int, entries: Iterable[tuple[int, int]]) -> None:
-        """Add ``(hash, offset)`` entries of one piece."""
+    def add_many(self, piece: int, hashes: Sequence[int], offsets: Sequence[int]) -> None:
+        """Add the entries of one piece: ``hashes[i]`` found at ``offsets[i]``."""
+        if len(hashes) >= self._direct_at:
+            tag = piece << 32
+            packed = sorted(
+                [
+                    ((h & _HASH_MASK) << (_PIECE_BITS + 32)) | tag | o
+                    for h, o in zip(hashes, offsets, strict=True)
+                ]
+            )
+            self._push(_segment(packed))
+            return
         mem = self._mem
         tag = piece << 32
-        n = 0
-        for h, offset in entries:
+        for h, offset in zip(hashes, offsets, strict=True):
             key = h & _HASH_MASK
-            ref = tag | offset
             bucket = mem.get(key)
             if bucket is None:
-                mem[key] = [ref]
+                mem[key] = [tag | offset]
             else:
-                bucket.append(ref)
-            n += 1
-        self._mem_n += n
+                bucket.append(tag | offset)
+        self._mem_n += len(hashes)
         if self._mem_n >= self._flush_at:
             self.flush()
 
     def flush(self) -> None:
-        """Sort the dict into an array segment and merge segments of similar size."""
+        """Sort the dict into an array segment."""
         if not self._mem:
             return
         packed = sorted(
-            ((key << _PIECE_BITS | (ref >> 32)) << 32) | (ref & 0xFFFFFFFF)
-            for key, refs in self._mem.items()
-            for ref in refs
+            [(key << (_PIECE_BITS + 32)) | ref for key, refs in self._mem.items() for ref in refs]
         )
         self._mem = {}
         self._mem_n = 0
-        self._segments.append(_segment(packed))
+        self._push(_segment(packed))
+
+    def _push(self, seg: _Segment) -> None:
         segs = self._segments
-        while len(segs) >= 2 and len(segs[-2][0]) <= 2 * len(segs[-1][0]):
+        segs.append(seg)
+        while len(segs) >= 2 and len(segs[-2].keys) <= 2 * len(segs[-1].keys):
             b = segs.pop()
             a = segs.pop()
-            merged = sorted(_unpack(a) + _unpack(b))  # two sorted runs: a linear merge
-            segs.append(_segment(merged))
+            segs.append(_segment(sorted(a.unpack() + b.unpack())))  # two runs: a linear merge
 
     def get(self, h: int) -> list[tuple[int, int]]:
         """``(piece, offset)`` references for a hash (at most a bounded number)."""
@@ -93,30 +108,58 @@ class HashIndex:
             out.extend((ref >> 32, ref & 0xFFFFFFFF) for ref in bucket[:_LOOKUP_CAP])
         lo_key = key << _PIECE_BITS
         hi_key = (key + 1) << _PIECE_BITS
-        for keys, offsets in self._segments:
-            i = bisect.bisect_left(keys, lo_key)
-            n = len(keys)
-            while i < n and keys[i] < hi_key and len(out) < _LOOKUP_CAP:
-                out.append((keys[i] & _MAX_PIECES, offsets[i]))
+        for seg in self._segments:
+            keys = seg.keys
+            bucket_no = lo_key >> seg.shift
+            i = seg.directory[bucket_no]
+            end = seg.directory[bucket_no + 1]
+            while i < end:
+                k = keys[i]
+                if k >= hi_key or len(out) >= _LOOKUP_CAP:
+                    break
+                if k >= lo_key:
+                    out.append((k & _MAX_PIECES, seg.offsets[i]))
                 i += 1
         return out
 
+    def __len__(self) -> int:
+        return self._mem_n + sum(len(seg.keys) for seg in self._segments)
+
     def nbytes(self) -> int:
         """Approximate memory held, in bytes."""
-        seg = sum(k.itemsize * len(k) + o.itemsize * len(o) for k, o in self._segments)
+        seg = sum(x.nbytes() for x in self._segments)
         # a dict slot, a list and its int objects: roughly 100 bytes a reference
         return seg + self._mem_n * 100 + len(self._mem) * 60
 
 
-def _segment(packed: Sequence[int]) -> tuple[array[int], array[int]]:
+class _Segment:
+    """Sorted keys (hash and piece), their offsets, and a directory: for each
+    value of the keys' top bits, where its keys start (about four keys a
+    bucket), so a lookup reads a few array items instead of a binary search."""
+
+    __slots__ = ("directory", "keys", "offsets", "shift")
+
+    def __init__(self, keys: array[int], offsets: array[int]) -> None:
+        self.keys = keys
+        self.offsets = offsets
+        bits = max(1, min(_HASH_BITS, (len(keys) // 4).bit_length()))
+        self.shift = 64 - bits
+        counts = Counter([k >> self.shift for k in keys])
+        self.directory = array(
+            "I", accumulate((counts.get(b, 0) for b in range(1 << bits)), initial=0)
+        )
+
+    def unpack(self) -> list[int]:
+        return [(k << 32) | o for k, o in zip(self.keys, self.offsets, strict=True)]
+
+    def nbytes(self) -> int:
+        return sum(a.itemsize * len(a) for a in (self.keys, self.offsets, self.directory))
+
+
+def _segment(packed: list[int]) -> _Segment:
     keys = array("Q", [p >> 32 for p in packed])
     offsets = array("I", [p & 0xFFFFFFFF for p in packed])
-    return keys, offsets
-
-
-def _unpack(seg: tuple[array[int], array[int]]) -> list[int]:
-    keys, offsets = seg
-    return [(k << 32) | o for k, o in zip(keys, offsets, strict=True)]
+    return _Segment(keys, offsets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +252,8 @@ class SessionIndex:
             piece = Piece(len(self.pieces), labels, tool, action, call_id, user, len(text))
             self.pieces.append(piece)
             self.indexed_bytes += len(text)
-            self._index.add_many(piece.id, _entries(canon(text)))
+            hashes, offsets = _entries(canon(text))
+            self._index.add_many(piece.id, hashes, offsets)
             return piece
 
     def _note(self, labels: tuple[Label, ...]) -> None:
@@ -240,7 +284,7 @@ class SessionIndex:
         out: list[Match] = []
         open_runs: dict[int, list[int]] = {}
         for i in range(len(ws) - SHINGLE + 1):
-            h = hash(tuple(w for _, _, w in ws[i : i + SHINGLE]))
+            h = hash((ws[i][2], ws[i + 1][2], ws[i + 2][2]))
             hits: dict[int, int] = {}
             for piece, offset in self._index.get(h):
                 hits.setdefault(piece, offset)
@@ -292,6 +336,26 @@ class SessionIndex:
             out.append(_gram_match(offsets, run, piece))
         return out
 
+    def probe_seam(self, a: str, b: str) -> bool:
+        """Whether any gram or shingle that crosses from canonical ``a`` into
+        canonical ``b`` stands in the index (a cheap test before a full check
+        of ``a + b``)."""
+        ska = "".join(WORD_PATTERN.findall(a))[-(GRAM - 1) :]
+        skb = "".join(WORD_PATTERN.findall(b))[: GRAM - 1]
+        probes = [
+            hash(("g", ska[len(ska) - k :] + skb[: GRAM - k]))
+            for k in range(1, GRAM)
+            if k <= len(ska) and GRAM - k <= len(skb)
+        ]
+        wa = WORD_PATTERN.findall(a)[-(SHINGLE - 1) :]
+        wb = WORD_PATTERN.findall(b)[: SHINGLE - 1]
+        joined = wa + wb
+        for i in range(len(joined) - SHINGLE + 1):
+            if i < len(wa) and i + SHINGLE > len(wa):
+                probes.append(hash(tuple(joined[i : i + SHINGLE])))
+        with self.lock:
+            return any(self._index.get(h) for h in probes)
+
     def nbytes(self) -> int:
         """Approximate memory held by the index, in bytes."""
         return self._index.nbytes() + 120 * len(self.pieces)
@@ -302,7 +366,8 @@ class SessionIndex:
             self._index.flush()
 
 
-_FULL_SCAN = 1024
+#: values with a longer skeleton are scanned for token grams only where they hold tokens
+_FULL_SCAN = 128
 
 
 def _word_match(ws: list[tuple[int, int, str]], run: list[int], piece: int) -> Match:
@@ -317,21 +382,46 @@ def _gram_match(offsets: list[int], run: list[int], piece: int) -> Match:
     return Match(start, end, piece, (at, at + (last - first) + GRAM), "token")
 
 
-def _entries(c: str) -> Iterable[tuple[int, int]]:
-    """``(hash, offset)`` entries for canonical text: word shingles and token grams,
-    each hash once per piece."""
-    seen: set[int] = set()
-    ws = list(words(c))
-    texts = [w for _, _, w in ws]
-    for i in range(len(ws) - SHINGLE + 1):
-        h = hash(tuple(texts[i : i + SHINGLE]))
-        if h not in seen:
-            seen.add(h)
-            yield h, ws[i][0]
-    for tok in tokens(c):
-        skel, offs = skeleton_map(tok.text)
-        for j in range(len(skel) - GRAM + 1):
-            h = hash(("g", skel[j : j + GRAM]))
-            if h not in seen:
-                seen.add(h)
-                yield h, tok.start + offs[j]
+_CHUNK = 1 << 20
+
+
+def _chunks(c: str) -> Iterator[tuple[int, str]]:
+    """Cut long text into about 1 MB chunks that overlap by a few words, so
+    temporary memory stays bounded and no shingle is lost at a cut."""
+    start = 0
+    n = len(c)
+    while start < n:
+        end = min(n, start + _CHUNK)
+        if end < n:
+            cut = c.rfind(" ", start + _CHUNK // 2, end)
+            end = cut if cut > start else end
+        yield start, c[start:end]
+        if end >= n:
+            return
+        back = end
+        for _ in range(SHINGLE + 1):  # step back over a few words for the overlap
+            back = c.rfind(" ", start, back - 1) if back - 1 > start else start
+        start = max(back, start + 1)
+
+
+def _entries(c: str) -> tuple[list[int], list[int]]:
+    """Hashes and offsets for canonical text: word shingles and token grams,
+    each hash once per chunk (first offset wins)."""
+    hashes: list[int] = []
+    offsets: list[int] = []
+    for base, chunk in _chunks(c):
+        ws = WORD_PATTERN.findall(chunk)
+        starts = [base + m.start() for m in WORD_PATTERN.finditer(chunk)]
+        shingles = [hash(t) for t in zip(ws, ws[1:], ws[2:], strict=False)]
+        grams: list[int] = []
+        gram_at: list[int] = []
+        for tok in tokens(chunk):
+            skel, offs = skeleton_map(tok.text)
+            for j in range(len(skel) - GRAM + 1):
+                grams.append(hash(("g", skel[j : j + GRAM])))
+                gram_at.append(base + tok.start + offs[j])
+        first = dict(zip(reversed(grams), reversed(gram_at), strict=True))
+        first.update(zip(reversed(shingles), reversed(starts[: len(shingles)]), strict=True))
+        hashes.extend(first)
+        offsets.extend(first.values())
+    return hashes, offsets

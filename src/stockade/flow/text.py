@@ -35,6 +35,7 @@ import re2
 __all__ = [
     "GRAM",
     "SHINGLE",
+    "WORD_PATTERN",
     "Token",
     "canon",
     "skeleton",
@@ -72,7 +73,8 @@ _INVISIBLE = dict.fromkeys(
 # stdlib `re` here runs fixed, non-nested patterns of our own (linear time);
 # the token patterns below, with alternations and repeats, run on RE2.
 _PCT = re.compile(r"%[0-9A-Fa-f]{2}")
-_WORD = re.compile(r"[^\W_]+")
+WORD_PATTERN = re.compile(r"[^\W_]+")
+_WORD = WORD_PATTERN
 _DECODE_ROUNDS = 3
 
 _RE2 = re2.Options()

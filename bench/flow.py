@@ -1,0 +1,163 @@
+"""Benchmark: provenance check time per call against growing session content.
+
+A session reads synthetic mail-like content (prose with addresses, URLs,
+IBANs and numbers; untrusted and confidential pieces) of 10 KB, 1 MB and
+10 MB; then a typical guarded call (a recipient, an IBAN, a 40-word body) is
+checked many times. The baseline is the same check on a session that read
+nothing, measured in the same run. Memory is what the index keeps per byte
+of content (the index's arrays and piece records).
+
+    .venv/bin/python bench/flow.py          # figures
+    .venv/bin/python bench/flow.py --json   # one JSON object
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import statistics
+import time
+from typing import Any
+
+from stockade import Guard, Integrity, Label
+from stockade.flow import ProvenanceChecker
+from stockade.model import Confidentiality, ToolCall
+from stockade.stages import MemoryAuditSink, NoScanner
+
+POLICY = """
+version: 1
+rules:
+  - {id: all, tool: "*", effect: allow}
+flow:
+  confidential: secret
+  external: [mail]
+  index: {session_bytes: 64MB, total_bytes: 512MB}
+  rules:
+    - {id: payee, tool: pay, args: [iban], forbid: untrusted, effect: deny}
+    - {id: mail-to, tool: mail, args: [to], forbid: untrusted, effect: deny}
+    - {id: secrets-out, sink: external, forbid: confidential, effect: deny}
+"""
+
+PIECE = 100_000
+
+
+def _vocab(rng: random.Random) -> list[str]:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return ["".join(rng.choice(letters) for _ in range(rng.randint(2, 10))) for _ in range(20000)]
+
+
+def _content(rng: random.Random, vocab: list[str], size: int) -> str:
+    out: list[str] = []
+    n = 0
+    while n < size:
+        r = rng.random()
+        if r < 0.02:
+            w = f"{rng.choice(vocab)}.{rng.choice(vocab)}@{rng.choice(vocab)}.example"
+        elif r < 0.03:
+            w = f"https://{rng.choice(vocab)}.example/{rng.choice(vocab)}?id={rng.randint(1, 10**6)}"
+        elif r < 0.035:
+            digits = "".join(str(rng.randint(0, 9)) for _ in range(18))
+            w = f"DE{rng.randint(10, 99)} " + " ".join(digits[i : i + 4] for i in range(0, 18, 4))
+        elif r < 0.04:
+            w = str(rng.randint(10**7, 10**9))
+        else:
+            w = rng.choice(vocab)
+        out.append(w)
+        n += len(w) + 1
+    return " ".join(out)
+
+
+def _fill(checker: ProvenanceChecker, guard: Guard, sid: str, size: int, seed: int) -> int:
+    rng = random.Random(seed)
+    vocab = _vocab(rng)
+    session = guard.session(sid)
+    done = 0
+    i = 0
+    while done < size:
+        n = min(PIECE, size - done)
+        text = _content(rng, vocab, n)
+        untrusted = i % 2 == 0
+        label = Label(
+            f"mail:msg-{i}",
+            Integrity.UNTRUSTED if untrusted else Integrity.TRUSTED,
+            Confidentiality.INTERNAL if untrusted else Confidentiality.SECRET,
+        )
+        call = ToolCall("inbox", "read", {}, session=sid)
+        checker.observe(call, text, (label,), session)
+        done += len(text)
+        i += 1
+    checker.store.get(sid).compact()
+    return done
+
+
+def _call(sid: str, rng: random.Random) -> ToolCall:
+    body = " ".join(
+        rng.choice(["please", "find", "the", "invoice", "attached", "thanks"]) for _ in range(40)
+    )
+    return ToolCall(
+        "mail",
+        "call",
+        {"to": "jane.doe@partner.example", "iban": "DE44 5001 0517 5407 3249 31", "body": body},
+        session=sid,
+    )
+
+
+def _p50(checker: ProvenanceChecker, guard: Guard, sid: str, runs: int) -> float:
+    rng = random.Random(7)
+    session = guard.session(sid)
+    calls = [_call(sid, rng) for _ in range(runs)]
+    times: list[float] = []
+    for call in calls:
+        t0 = time.perf_counter()
+        checker.check(call, session)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
+def _guard() -> Guard:
+    # Only the flow stage is measured: other stages are the plain defaults.
+    return Guard.from_text(POLICY, scanner=NoScanner(), audit=MemoryAuditSink())
+
+
+def run(runs: int = 300) -> dict[str, Any]:
+    """Measure and return the figures."""
+    guard = _guard()
+    checker = guard.flow
+    assert isinstance(checker, ProvenanceChecker)
+    results: dict[str, Any] = {}
+    results["baseline_check_p50_us_empty"] = _p50(checker, guard, "empty", runs)
+    sizes = {"10kb": 10_000, "1mb": 1_000_000, "10mb": 10_000_000}
+    for name, size in sizes.items():
+        sid = f"s-{name}"
+        gc.collect()
+        t0 = time.perf_counter()
+        got = _fill(checker, guard, sid, size, seed=hash(name) & 0xFFFF)
+        results[f"observe_s_{name}"] = round(time.perf_counter() - t0, 3)
+        if name == "10mb":
+            results["bytes_per_content_byte"] = round(checker.store.get(sid).nbytes() / got, 3)
+        results[f"check_p50_us_{name}"] = round(_p50(checker, guard, sid, runs), 1)
+    results["ratio_10mb_vs_empty"] = round(
+        results["check_p50_us_10mb"] / results["baseline_check_p50_us_empty"], 2
+    )
+    results["baseline_check_p50_us_empty"] = round(results["baseline_check_p50_us_empty"], 1)
+    return results
+
+
+def main() -> None:
+    """Print the figures (or one JSON object with ``--json``)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--runs", type=int, default=300, help="checks per size (default 300)")
+    args = parser.parse_args()
+    results = run(args.runs)
+    if args.json:
+        print(json.dumps(results, sort_keys=True))
+        return
+    for key, value in sorted(results.items()):
+        print(f"{key:32} {value}")
+
+
+if __name__ == "__main__":
+    main()
