@@ -9,6 +9,7 @@ Only these exceptions leave stockade; foreign ones are mapped where they enter
     ├── Denied                    the call is not allowed (decision, rule, audit seq)
     │   └── RateLimited           a rate limit or budget is spent
     ├── ApprovalRequired          "ask" with no approver to ask
+    ├── ApprovalError             the approval queue could not take or give a request
     ├── ToolError                 a capability could not do what was asked
     │   ├── FSError
     │   ├── JournalError      the change journal could not record or undo
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from stockade.model import Decision
 
 __all__ = [
+    "ApprovalError",
     "ApprovalRequired",
     "AuditError",
     "AuditIntegrityError",
@@ -139,6 +141,11 @@ class ApprovalRequired(StockadeError):
         self.decision = decision
         self.call_id = call_id
         self.audit_seq = audit_seq
+
+
+class ApprovalError(StockadeError):
+    """The approval queue could not take or give a request (store down,
+    unknown id, already answered, expired)."""
 
 
 class ToolError(StockadeError):
