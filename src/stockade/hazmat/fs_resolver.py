@@ -213,6 +213,10 @@ class Resolver:
             raise ConfigurationError(
                 f"cannot open the fs root `{self.root}`: {(exc.strerror or '').lower()}"
             ) from exc
+        try:
+            self._root_real: str | None = os.readlink(f"/proc/self/fd/{self.root_fd}")
+        except OSError:  # pragma: no cover - no /proc
+            self._root_real = None
 
     def close(self) -> None:
         """Close the root descriptor."""
@@ -282,12 +286,14 @@ class Resolver:
     def fd_path(self, fd: int) -> str | None:
         """The path of an open descriptor relative to the root, or ``None`` if outside.
 
-        Used after following an in-root symlink, to check the target's own path.
+        Used to check what a descriptor really is (deny lists, in-root symlinks).
         """
+        root = self._root_real
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
-            root = os.readlink(f"/proc/self/fd/{self.root_fd}")
-        except OSError:
+        except OSError:  # pragma: no cover - no /proc
+            return None
+        if root is None:  # pragma: no cover - no /proc
             return None
         if target == root:
             return "."

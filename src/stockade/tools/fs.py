@@ -497,6 +497,27 @@ class FSTool(Capability):
             decision = self._on_disk(path)
             if decision is not None:
                 return decision
+        if call.action in ("move", "delete"):
+            return self._holds_denied(paths[0])
+        return None
+
+    def _holds_denied(self, path: str) -> Decision | None:
+        """A folder to be moved or deleted must hold nothing on the deny lists
+        (moving `models/` away would take weights out of their deny glob)."""
+        top = os.path.join(os.fspath(self.config.root), path)
+        if not os.path.isdir(top) or os.path.islink(top):
+            return None
+        seen = 0
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+            for name in dirnames + filenames:
+                seen += 1
+                if seen > self.limits.walk_entries:
+                    return Decision.deny("fs:limit", f"`{path}` holds too many entries")
+                rel = os.path.relpath(os.path.join(dirpath, name), os.fspath(self.config.root))
+                if self.section_denied(rel):
+                    return Decision.deny(
+                        "fs:builtin-deny", f"`{path}` holds `{rel}`, which is denied"
+                    )
         return None
 
     def _on_disk(self, path: str) -> Decision | None:
@@ -589,7 +610,13 @@ class FSTool(Capability):
             raise FSError("path must be a string")
         if call.action in MUTATING:
             self._spend(ctx, "changes", 1, self.limits.session_changes, "change count")
-        value, meta, labelled = getattr(self.engine, "op_" + call.action)(call, ctx)
+        try:
+            value, meta, labelled = getattr(self.engine, "op_" + call.action)(call, ctx)
+        except OSError as exc:
+            reason = (exc.strerror or type(exc).__name__).lower()
+            raise FSError(f"`fs.{call.action}` on `{path[:120]}` failed: {reason}") from exc
+        except ValueError as exc:  # a NUL byte the engine was handed directly
+            raise FSError(f"`fs.{call.action}`: invalid argument") from exc
         labels = tuple(self.label(p) for p in labelled) or (self.label(path),)
         return Output(value=value, labels=labels, meta={"path": path, **meta})
 

@@ -129,15 +129,26 @@ class FSEngine:
     # -- opening by descriptor ------------------------------------------------
 
     def _confirm(self, fd: int, path: str, call: ToolCall, name: str | None = None) -> None:
-        """With in-root symlinks, check where the descriptor really is."""
-        if self.r.symlinks != "in-root":
+        """Check what the descriptor really is: beneath the root, not on a deny
+        list, and (after an in-root symlink) allowed for this call.
+
+        This reads the kernel's own path of the open descriptor, so it holds
+        even for a path string the rule layer never saw canonicalised.
+        """
+        if self.r.mode == "naive":
             return
         real = self.r.fd_path(fd)
         if real is None:
-            raise FSError(f"path `{path}` leaves the root")
+            raise FSError(f"path `{path[:120]}` leaves the root")
         if name is not None:
             real = _join(real, name)
-        if real != path and not self.tool.target_allowed(real, call):
+        if self.tool.section_denied(real):
+            raise FSError(f"path `{path[:120]}` is denied")
+        if (
+            self.r.symlinks == "in-root"
+            and real != path
+            and not self.tool.target_allowed(real, call)
+        ):
             raise FSError(f"path `{path}` leads by symlink to `{real}`, which is not allowed")
 
     def _open_file(self, path: str, flags: int, call: ToolCall) -> tuple[int, os.stat_result]:
