@@ -1,0 +1,801 @@
+"""An MCP proxy: a real MCP server behind the guard, with its tools pinned.
+
+``stockade mcp-proxy --policy FILE -- COMMAND ARGS...`` starts the server as
+a child process over stdio, with a scrubbed environment (and inside the exec
+sandbox when the policy's ``mcp:`` section says so), and serves the same
+tools to the client over stdio or streamable HTTP:
+
+- every upstream tool becomes a :class:`~stockade.tools.base.Capability`
+  named after it (``mcp.tool_prefix`` + name, action ``call``), so the
+  policy decides each ``tools/call`` like any other call; results are
+  scanned, labelled ``untrusted`` and audited by the guard;
+- **pinning**: the first listing of a server records a digest of each tool's
+  name, description and input schema, and the server's name and version, in
+  the pin file. A later change (a new tool, a changed description or schema,
+  another server version) blocks the tool until someone re-approves it with
+  ``stockade mcp pin``; the message names what changed;
+- tool descriptions are scanned for hidden instructions, invisible
+  characters and references to other tools before the client sees them; a
+  tool whose description has findings is blocked. A blocked tool is listed
+  with a description that says why (never its own text) and every call to
+  it is refused.
+
+Needs the ``mcp`` extra (``pip install 'stockade[mcp]'``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import posixpath
+import re
+import sys
+import tempfile
+import unicodedata
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from stockade.errors import (
+    ApprovalRequired,
+    ConfigurationError,
+    Denied,
+    IntegrationError,
+    ToolError,
+)
+from stockade.integrations.mcp_config import MCPConfig
+from stockade.integrations.openai import refusal_text
+from stockade.model import AuditEvent, Decision, Finding, Integrity, Label, Output, ToolCall
+from stockade.policy.matchers import re2_compile
+from stockade.tools.base import Capability, Context
+
+if TYPE_CHECKING:
+    import mcp_types
+    from mcp import Client
+    from mcp.server.lowlevel import Server
+    from starlette.applications import Starlette
+
+    from stockade.guard import Guard
+    from stockade.session import Session
+
+__all__ = [
+    "MCPProxy",
+    "MCPToolCapability",
+    "PinCheck",
+    "PinStore",
+    "ToolFingerprint",
+    "builtin_description_scan",
+    "scan_tool_description",
+]
+
+log = logging.getLogger("stockade.mcp")
+
+_RULE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$")
+
+
+def _require_sdk() -> None:
+    try:
+        import mcp  # noqa: F401
+    except ImportError as exc:
+        raise ConfigurationError(
+            "the MCP proxy needs the mcp extra: pip install 'stockade[mcp]'"
+        ) from exc
+
+
+# -- fingerprints and pins ----------------------------------------------------------
+
+
+def _sha(value: Any) -> str:
+    data = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ToolFingerprint:
+    """What is pinned of one tool: digests of its name, description and input schema."""
+
+    name: str
+    description: str
+    input_schema: str
+
+    @classmethod
+    def of(cls, name: str, description: str | None, input_schema: Any) -> ToolFingerprint:
+        """The fingerprint of a tool as listed by the server."""
+        return cls(name, _sha(description or ""), _sha(input_schema or {}))
+
+    @property
+    def digest(self) -> str:
+        """One digest over the three parts."""
+        return _sha([self.name, self.description, self.input_schema])
+
+    def as_dict(self) -> dict[str, str]:
+        """The pin file's entry."""
+        return {
+            "digest": self.digest,
+            "description": self.description,
+            "input_schema": self.input_schema,
+        }
+
+
+@dataclass(frozen=True)
+class PinCheck:
+    """How a listing compares with the pins.
+
+    ``first_use`` is true when the server had no pins; ``identity`` says how
+    the server's identity changed (empty when it did not); ``changed`` maps a
+    tool's name to what changed about it.
+    """
+
+    first_use: bool
+    identity: str = ""
+    changed: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        """Whether nothing changed since the pins were taken."""
+        return not self.identity and not self.changed
+
+
+class PinStore:
+    """The pin file: per server, its identity and each tool's fingerprint.
+
+    The file is JSON, written atomically (a temporary file renamed over it).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def load(self) -> dict[str, Any]:
+        """The whole file (an empty store when it does not exist)."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {"version": 1, "servers": {}}
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read the pin file `{self.path}`") from exc
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigurationError(f"the pin file `{self.path}` is not valid JSON") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("servers"), dict):
+            raise ConfigurationError(f"the pin file `{self.path}` has no `servers` object")
+        return data
+
+    def server(self, key: str) -> dict[str, Any] | None:
+        """The pins of one server, if any."""
+        entry = self.load()["servers"].get(key)
+        return entry if isinstance(entry, dict) else None
+
+    def record(
+        self, key: str, identity: Mapping[str, str], tools: Sequence[ToolFingerprint]
+    ) -> None:
+        """Pin ``tools`` and ``identity`` for server ``key`` (replacing earlier pins)."""
+        data = self.load()
+        data["servers"][key] = {
+            "identity": dict(identity),
+            "tools": {t.name: t.as_dict() for t in tools},
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".pins-", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=2, sort_keys=True)
+                fh.write("\n")
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def compare(
+        self, key: str, identity: Mapping[str, str], tools: Sequence[ToolFingerprint]
+    ) -> PinCheck:
+        """Compare a listing with the pins of server ``key``."""
+        entry = self.server(key)
+        if entry is None:
+            return PinCheck(first_use=True)
+        pinned_id = entry.get("identity") or {}
+        id_changes = [
+            f"{k} `{pinned_id.get(k, '')}` → `{identity.get(k, '')}`"
+            for k in sorted(set(pinned_id) | set(identity))
+            if pinned_id.get(k, "") != identity.get(k, "")
+        ]
+        pinned_tools = entry.get("tools") or {}
+        changed: dict[str, str] = {}
+        for fp in tools:
+            old = pinned_tools.get(fp.name)
+            if not isinstance(old, dict):
+                changed[fp.name] = "the tool is new since the server was pinned"
+                continue
+            parts = [
+                what
+                for what, now in (
+                    ("description", fp.description),
+                    ("input schema", fp.input_schema),
+                )
+                if old.get(what.replace(" ", "_")) != now
+            ]
+            if parts:
+                changed[fp.name] = f"its {' and '.join(parts)} changed since it was pinned"
+        return PinCheck(first_use=False, identity="; ".join(id_changes), changed=changed)
+
+
+# -- description scanning -----------------------------------------------------------
+
+_HIDDEN = [
+    (r"<\s*/?\s*(important|system|instructions?|secret|hidden|admin)\s*>", "instruction tag"),
+    (
+        r"ignore\s+(all\s+|any\s+)?(the\s+)?(previous|prior|above|earlier)\s+instructions",
+        "override of earlier instructions",
+    ),
+    (
+        r"(do\s+not|don'?t|never)\s+(tell|inform|mention|reveal|show|notify)\b[^.]{0,40}"
+        r"\b(user|human|anyone)",
+        "secrecy towards the user",
+    ),
+    (
+        r"\b(before|after|when|whenever)\s+(using|calling|running|invoking)\s+(this|any|the|other)\b"
+        r"[^.]{0,120}\b(read|send|include|pass|upload|forward|attach|add)\b",
+        "instructions to act around the tool's use",
+    ),
+    (
+        r"(~/\.ssh|id_rsa|id_ed25519|\.aws/credentials|/etc/passwd|/etc/shadow|\.env\b|mcp\.json"
+        r"|credentials\.json|\.netrc|\.npmrc|\.pypirc)",
+        "reference to credential files",
+    ),
+    (
+        r"\b(send|upload|forward|post|exfiltrate|transmit)\b[^.]{0,80}\bhttps?://",
+        "data sent to a URL",
+    ),
+    (r"<!--", "hidden comment"),
+    (r"\bsystem\s+prompt\b", "reference to the system prompt"),
+    (r"\byou\s+(must|should)\s+(always|first|also|never)\b", "imperative aimed at the model"),
+]
+_HIDDEN_RX = [(re2_compile("(?i)(?s)" + p), why) for p, why in _HIDDEN]
+
+
+def _invisible(text: str) -> list[tuple[int, str]]:
+    out = []
+    for i, ch in enumerate(text):
+        cp = ord(ch)
+        cat = unicodedata.category(ch)
+        if (
+            cat == "Cf"
+            or 0xE0000 <= cp <= 0xE007F
+            or 0xFE00 <= cp <= 0xFE0F
+            or 0xE0100 <= cp <= 0xE01EF
+        ):
+            out.append((i, f"invisible character U+{cp:04X}"))
+        elif cat == "Cc" and ch not in "\n\t\r":
+            out.append((i, f"control character U+{cp:04X}"))
+    return out
+
+
+def scan_tool_description(
+    name: str,
+    description: str,
+    other_tools: Sequence[str] = (),
+    input_schema: Mapping[str, Any] | None = None,
+) -> list[Finding]:
+    """Findings in a tool's description: hidden instructions, invisible text, other tools.
+
+    Uses the scanners part (``stockade.scan.tools.scan_tool_description``)
+    when it is installed, else the built-in checks below. A reference to
+    another tool counts when the description tells the model what to do
+    around it (``when calling send_mail, ...``).
+
+    >>> [f.kind for f in builtin_description_scan("add", "Adds numbers.\\u200b")]
+    ['invisible-text']
+    """
+    external: Any = None
+    try:
+        from stockade.scan import tools as scan_tools
+    except ImportError:
+        pass
+    else:
+        external = getattr(scan_tools, "scan_tool_description", None)
+    if external is None:
+        return builtin_description_scan(name, description, other_tools)
+    found = external(name, description, dict(input_schema or {}), list(other_tools))
+    return [f for f in found if isinstance(f, Finding)]
+
+
+def builtin_description_scan(
+    name: str, description: str, other_tools: Sequence[str] = ()
+) -> list[Finding]:
+    """The proxy's own description checks, used when the scanners part is missing."""
+    findings: list[Finding] = []
+    for pos, why in _invisible(description)[:5]:
+        findings.append(
+            Finding("mcp-description", "invisible-text", pos, pos + 1, 1.0, why, where=name)
+        )
+    visible = "".join(ch for ch in description if unicodedata.category(ch) != "Cf")
+    for rx, why in _HIDDEN_RX:
+        m = rx.search(visible)
+        if m is not None:
+            findings.append(
+                Finding(
+                    "mcp-description",
+                    "hidden-instruction",
+                    m.start(),
+                    m.end(),
+                    0.9,
+                    why,
+                    where=name,
+                )
+            )
+    for other in other_tools:
+        if other == name or len(other) < 3:
+            continue
+        pattern = re.escape(other)
+        cross = re2_compile(
+            rf"(?i)(?s)\b(when|whenever|before|after|while|instead\s+of)\b[^.]{{0,80}}\b{pattern}\b"
+            rf"|\b{pattern}\b[^.]{{0,80}}\b(must|should|always|also|first|never)\b"
+        )
+        m = cross.search(visible)
+        if m is not None:
+            findings.append(
+                Finding(
+                    "mcp-description",
+                    "cross-tool-reference",
+                    m.start(),
+                    m.end(),
+                    0.8,
+                    f"instructions about another tool `{other}`",
+                    where=name,
+                )
+            )
+    return findings
+
+
+# -- capabilities -------------------------------------------------------------------
+
+
+def _canonical_path(value: Any, arg: str) -> Any:
+    if isinstance(value, list):
+        return [_canonical_path(v, arg) for v in value]
+    if not isinstance(value, str):
+        return value
+    if "\x00" in value:
+        raise ToolError(f"argument `{arg}` holds a NUL byte")
+    if not value:
+        return value
+    norm = posixpath.normpath(value)
+    if norm == ".." or norm.startswith("../"):
+        raise ToolError(f"argument `{arg}` climbs out of its directory with `..`")
+    return norm
+
+
+class MCPToolCapability(Capability):
+    """One upstream MCP tool as a guard capability with the single action ``call``.
+
+    ``prepare`` canonicalises the path arguments (``mcp.path_args``) so the
+    policy decides on the path the server will open; ``check`` refuses a
+    tool that pinning or the description scan blocked; ``aexecute`` forwards
+    the call to the server.
+    """
+
+    actions = frozenset({"call"})
+
+    def __init__(self, proxy: MCPProxy, upstream: str, name: str, *, external: bool) -> None:
+        self.proxy = proxy
+        self.upstream = upstream
+        self.name = name
+        self.external = external
+        self.blocked: Decision | None = None
+        self.description = ""
+        self.input_schema: dict[str, Any] = {"type": "object"}
+
+    def prepare(self, call: ToolCall) -> ToolCall:
+        """Canonicalise path arguments; refuse NUL bytes and `..` that climbs out."""
+        path_args = set(self.proxy.config.path_args)
+        if not any(k in path_args for k in call.args):
+            return call
+        return call.with_args(
+            {k: _canonical_path(v, k) if k in path_args else v for k, v in call.args.items()}
+        )
+
+    def check(self, call: ToolCall) -> Decision | None:
+        """Deny a blocked tool (changed since pinned, poisoned description, gone)."""
+        return self.blocked
+
+    def execute(self, call: ToolCall, ctx: Context) -> Output:
+        """MCP tools run asynchronously: use ``guard.acall``."""
+        raise IntegrationError(f"MCP tool `{self.name}` is async; call it with guard.acall")
+
+    async def aexecute(self, call: ToolCall, ctx: Context) -> Output:
+        """Forward the call to the server; the text content is the value."""
+        return await self.proxy._forward(self, dict(call.args))
+
+    def describe(self) -> Mapping[str, Any]:
+        """The upstream tool's description and input schema."""
+        return {
+            "name": self.name,
+            "actions": ["call"],
+            "description": self.description,
+            "parameters": self.input_schema,
+        }
+
+
+# -- the proxy ----------------------------------------------------------------------
+
+
+def _scrubbed_env(config: MCPConfig) -> dict[str, str]:
+    return {k: os.environ[k] for k in config.env if k in os.environ}
+
+
+def _sandboxed(command: Sequence[str], config: MCPConfig) -> list[str]:
+    if config.sandbox:
+        # The exec sandbox (stockade.tools.sandbox) needs the server's files
+        # inside its workspace and a pipe transport for the SDK: not wired yet,
+        # so asking for it fails closed instead of running unconfined.
+        raise ConfigurationError(
+            "`mcp.sandbox: true` is not supported yet by the MCP proxy; "
+            "run the server unsandboxed (`sandbox: false`) or not at all"
+        )
+    return list(command)
+
+
+class MCPProxy:
+    """An upstream MCP server (a child process) behind a guard.
+
+    Use it as an async context manager; :meth:`list_tools` and
+    :meth:`call_tool` are what the served MCP server answers with, and
+    :meth:`serve_stdio` / :meth:`http_app` serve them to a client.
+
+    >>> async def main(guard):                                     # doctest: +SKIP
+    ...     async with MCPProxy(guard, ["node", "server.js", "/data"]) as proxy:
+    ...         await proxy.serve_stdio()
+    """
+
+    def __init__(
+        self,
+        guard: Guard,
+        command: Sequence[str],
+        *,
+        config: MCPConfig | None = None,
+        session: Session | None = None,
+        cwd: str | Path | None = None,
+        errlog: TextIO | None = None,
+    ) -> None:
+        _require_sdk()
+        if not command:
+            raise ConfigurationError("the MCP proxy needs the server's command")
+        self.guard = guard
+        self.config = config or guard.policy.section("mcp") or MCPConfig.default()
+        self.command = list(command)
+        self.argv = _sandboxed(self.command, self.config)
+        self.key = self.config.name or " ".join(self.command)
+        self.pins = PinStore(self.config.pin_file)
+        self.session = session or guard.session(principal="mcp-proxy")
+        self.cwd = cwd
+        self.errlog = errlog or sys.stderr
+        self.identity: dict[str, str] = {}
+        self._caps: dict[str, MCPToolCapability] = {}
+        self._listed: list[mcp_types.Tool] = []
+        self._client: Client | None = None
+        self._stack: AsyncExitStack | None = None
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def __aenter__(self) -> MCPProxy:
+        await self.start()
+        return self
+
+    async def start(self, *, list_tools: bool = True) -> None:
+        """Start the server and connect; list (and pin on first use) its tools."""
+        from mcp import Client, StdioServerParameters
+
+        params = StdioServerParameters(
+            command=self.argv[0], args=self.argv[1:], env=_scrubbed_env(self.config), cwd=self.cwd
+        )
+        stack = AsyncExitStack()
+        try:
+            client = await stack.enter_async_context(Client(params, cache=None))
+        except Exception as exc:
+            await stack.aclose()
+            raise IntegrationError(
+                f"could not start the MCP server `{self.argv[0]}`: {type(exc).__name__}"
+            ) from exc
+        self._stack, self._client = stack, client
+        info = client.server_info
+        self.identity = {
+            "name": info.name if info else "",
+            "version": info.version if info else "",
+        }
+        if list_tools:
+            await self.refresh()
+
+    async def __aexit__(self, *exc: object) -> None:
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    @property
+    def client(self) -> Client:
+        """The SDK client connected to the upstream server."""
+        if self._client is None:
+            raise IntegrationError("the MCP proxy is not started; use `async with`")
+        return self._client
+
+    # -- tools ------------------------------------------------------------------
+
+    async def _upstream_tools(self) -> list[mcp_types.Tool]:
+        tools: list[mcp_types.Tool] = []
+        cursor: str | None = None
+        for _ in range(100):
+            page = await self.client.list_tools(cursor=cursor, cache_mode="refresh")
+            tools.extend(page.tools)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return tools
+
+    async def refresh(self) -> list[mcp_types.Tool]:
+        """List the server's tools, check pins and descriptions; return what the client sees."""
+        import mcp_types as types
+
+        upstream = await self._upstream_tools()
+        prints = [ToolFingerprint.of(t.name, t.description, t.input_schema) for t in upstream]
+        check = self.pins.compare(self.key, self.identity, prints)
+        if check.first_use:
+            self.pins.record(self.key, self.identity, prints)
+            self._say(f"pinned {len(prints)} tools of `{self.key}` in {self.pins.path}")
+        names = [t.name for t in upstream]
+        listed: list[types.Tool] = []
+        seen: set[str] = set()
+        for tool in upstream:
+            cap = self._capability(tool.name)
+            seen.add(cap.name)
+            cap.description = tool.description or ""
+            cap.input_schema = dict(tool.input_schema or {"type": "object"})
+            cap.blocked = self._verdict(tool, names, check)
+            if cap.blocked is None:
+                listed.append(
+                    types.Tool(
+                        name=cap.name,
+                        title=tool.title,
+                        description=tool.description,
+                        input_schema=tool.input_schema,
+                        annotations=tool.annotations,
+                    )
+                )
+            else:
+                self._audit_block(cap, cap.blocked)
+                self._say(cap.blocked.reason)
+                listed.append(
+                    types.Tool(
+                        name=cap.name,
+                        description=f"[blocked by stockade] {cap.blocked.reason}",
+                        input_schema={"type": "object", "properties": {}},
+                    )
+                )
+        for name, cap in self._caps.items():
+            if name not in seen:
+                cap.blocked = Decision.deny("mcp:gone", f"tool `{name}` is no longer offered")
+        self._listed = listed
+        return list(listed)
+
+    def _capability(self, upstream: str) -> MCPToolCapability:
+        name = self.config.tool_prefix + upstream
+        cap = self._caps.get(name)
+        if cap is None:
+            cap = MCPToolCapability(self, upstream, name, external=upstream in self.config.external)
+            if _RULE_NAME.match(name):
+                self.guard.register(cap)
+            self._caps[name] = cap
+        return cap
+
+    def _verdict(self, tool: mcp_types.Tool, names: list[str], check: PinCheck) -> Decision | None:
+        name = self.config.tool_prefix + tool.name
+        if not _RULE_NAME.match(name):
+            return Decision.deny("mcp:name", f"tool name `{name[:80]}` cannot be named in a policy")
+        if check.identity:
+            return Decision.deny(
+                "mcp:pin",
+                f"tool `{name}` is blocked: the server's identity changed since it was pinned "
+                f"({check.identity}); run `stockade mcp pin` to approve",
+            )
+        if tool.name in check.changed:
+            return Decision.deny(
+                "mcp:pin",
+                f"tool `{name}` is blocked: {check.changed[tool.name]}; "
+                "run `stockade mcp pin` to approve",
+            )
+        try:
+            findings = scan_tool_description(
+                tool.name, tool.description or "", names, tool.input_schema
+            )
+        except Exception as exc:  # a scanner that breaks must not pass the tool
+            log.warning("description scan failed for %s: %s", name, type(exc).__name__)
+            return Decision.deny(
+                "mcp:description", f"tool `{name}` is blocked: its description could not be scanned"
+            )
+        if findings:
+            kinds = ", ".join(sorted({f.kind for f in findings}))
+            return Decision.deny(
+                "mcp:description", f"tool `{name}` is blocked: its description has {kinds}"
+            )
+        return None
+
+    def _audit_block(self, cap: MCPToolCapability, decision: Decision) -> None:
+        import time
+
+        event = AuditEvent(
+            kind="decision",
+            time=time.time(),
+            session=self.session.id,
+            principal=self.session.principal,
+            call_id="",
+            tool=cap.name,
+            action="list",
+            args={},
+            decision=decision,
+            mode=self.guard.policy.mode,
+            extra={"server": self.key, "identity": dict(self.identity)},
+        )
+        try:
+            self.guard.audit.append(event)
+        except Exception:
+            log.error("audit store could not record that `%s` is blocked", cap.name)
+
+    def _say(self, text: str) -> None:
+        log.warning("%s", text)
+        with contextlib.suppress(Exception):
+            print(f"stockade mcp-proxy: {text}", file=self.errlog, flush=True)
+
+    async def list_tools(self) -> list[mcp_types.Tool]:
+        """What the client sees for ``tools/list`` (re-checked on every listing)."""
+        return await self.refresh()
+
+    async def call_tool(
+        self, name: str, arguments: Mapping[str, Any] | None
+    ) -> mcp_types.CallToolResult:
+        """Run one ``tools/call`` through the guard; refusals are error results."""
+        import mcp_types as types
+
+        cap = self._caps.get(name)
+        if cap is None or not _RULE_NAME.match(name):
+            return _error(f"call refused by stockade: no tool named `{name[:80]}`")
+        try:
+            result = await self.guard.acall(
+                cap.name, "call", dict(arguments or {}), session=self.session
+            )
+        except (Denied, ApprovalRequired) as exc:
+            if cap.blocked is not None:
+                return _error(f"call refused by stockade: {cap.blocked.reason}")
+            return _error(refusal_text(exc, name))
+        except ToolError as exc:
+            return _error(f"tool `{name}` failed: {exc}")
+        text = (
+            result.value if isinstance(result.value, str) else json.dumps(result.value, default=str)
+        )
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=text)],
+            is_error=bool(result.meta.get("mcp_is_error")),
+        )
+
+    async def _forward(self, cap: MCPToolCapability, args: dict[str, Any]) -> Output:
+        import mcp_types as types
+
+        try:
+            res = await self.client.call_tool(cap.upstream, args)
+        except Exception as exc:
+            raise IntegrationError(
+                f"the MCP server failed on `{cap.name}`: {type(exc).__name__}"
+            ) from exc
+        parts = []
+        for block in res.content:
+            if isinstance(block, types.TextContent):
+                parts.append(block.text)
+            else:
+                parts.append(f"[{block.type} content withheld by stockade]")
+        text = "\n".join(parts)
+        if len(text.encode("utf-8", "surrogatepass")) > self.config.max_result:
+            raise IntegrationError(f"the result of `{cap.name}` is larger than mcp.max_result")
+        label = Label(
+            f"mcp:{self.identity.get('name') or self.key}/{cap.upstream}", Integrity.UNTRUSTED
+        )
+        return Output(value=text, labels=(label,), meta={"mcp_is_error": bool(res.is_error)})
+
+    # -- serving ----------------------------------------------------------------
+
+    def server(self) -> Server[Any]:
+        """An MCP server (SDK low-level ``Server``) that answers through this proxy."""
+        import mcp_types as types
+        from mcp.server.lowlevel import Server
+
+        async def on_list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+            return types.ListToolsResult(tools=await self.list_tools())
+
+        async def on_call_tool(
+            ctx: Any, params: types.CallToolRequestParams
+        ) -> types.CallToolResult:
+            return await self.call_tool(params.name, params.arguments)
+
+        return Server(
+            "stockade-mcp-proxy",
+            version=_version(),
+            instructions=None,
+            on_list_tools=on_list_tools,
+            on_call_tool=on_call_tool,
+        )
+
+    async def serve_stdio(self) -> None:
+        """Serve the client on this process's stdin/stdout until it closes."""
+        from mcp.server.stdio import stdio_server
+
+        server = self.server()
+        async with stdio_server() as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+
+    def http_app(self) -> Starlette:
+        """A streamable HTTP app (ASGI) serving the proxy at ``mcp.http_path``."""
+        server = self.server()
+        return server.streamable_http_app(
+            streamable_http_path=self.config.http_path, host=self.config.http_host
+        )
+
+    async def serve_http(self, host: str | None = None, port: int | None = None) -> None:
+        """Serve streamable HTTP on ``host:port`` (default: ``mcp.http_listen``)."""
+        import uvicorn
+
+        cfg = uvicorn.Config(
+            self.http_app(),
+            host=host or self.config.http_host,
+            port=self.config.http_port if port is None else port,
+            log_level="warning",
+            lifespan="on",
+        )
+        await uvicorn.Server(cfg).serve()
+
+
+def _error(text: str) -> mcp_types.CallToolResult:
+    import mcp_types as types
+
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+
+
+def _version() -> str:
+    from stockade import __version__
+
+    return __version__
+
+
+async def pin_server(
+    guard: Guard, command: Sequence[str], *, config: MCPConfig | None = None
+) -> tuple[PinCheck, list[ToolFingerprint], dict[str, list[Finding]]]:
+    """Connect to the server, compare its listing with the pins, and pin it anew.
+
+    Returns the comparison (what is being approved), the fingerprints written
+    and the description findings (tools with findings stay blocked even when
+    pinned).
+    """
+    proxy = MCPProxy(guard, command, config=config, errlog=open(os.devnull, "w"))  # noqa: SIM115
+    try:
+        await proxy.start(list_tools=False)
+        try:
+            upstream = await proxy._upstream_tools()
+            prints = [ToolFingerprint.of(t.name, t.description, t.input_schema) for t in upstream]
+            names = [t.name for t in upstream]
+            check = proxy.pins.compare(proxy.key, proxy.identity, prints)
+            findings = {
+                t.name: found
+                for t in upstream
+                if (
+                    found := scan_tool_description(
+                        t.name, t.description or "", names, t.input_schema
+                    )
+                )
+            }
+            proxy.pins.record(proxy.key, proxy.identity, prints)
+            return check, prints, findings
+        finally:
+            await proxy.__aexit__(None, None, None)
+    finally:
+        proxy.errlog.close()

@@ -1,0 +1,125 @@
+"""The policy's ``mcp:`` section: how ``stockade mcp-proxy`` runs and pins a server.
+
+.. code-block:: yaml
+
+    mcp:
+      name: files                 # the server's key in the pin file (default: its command line)
+      pin_file: .stockade/mcp-pins.json   # relative to the policy file
+      sandbox: false              # run the server inside the exec sandbox
+      env: [NODE_OPTIONS]         # environment variables the server may see
+      http_listen: 127.0.0.1:8765 # address of the streamable HTTP mode
+      http_path: /mcp
+      tool_prefix: ""             # prefix of tool names (`files.` gives `files.read_file`)
+      path_args: [path, paths, source, destination]  # arguments canonicalised as paths
+      external: [upload]          # upstream tools that send data out (flow's external sinks)
+      max_result: 1MB             # larger tool results are withheld
+
+This module only parses; the proxy is in :mod:`stockade.integrations.mcp`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stockade.policy.node import Node
+
+__all__ = ["DEFAULT_PATH_ARGS", "MCPConfig", "parse_section"]
+
+#: argument names treated as file paths when the section does not say
+DEFAULT_PATH_ARGS = (
+    "path",
+    "paths",
+    "source",
+    "destination",
+    "file",
+    "filename",
+    "directory",
+    "dir",
+    "root",
+    "cwd",
+)
+_KEYS = (
+    "name",
+    "pin_file",
+    "sandbox",
+    "env",
+    "http_listen",
+    "http_path",
+    "tool_prefix",
+    "path_args",
+    "external",
+    "max_result",
+)
+
+
+@dataclass(frozen=True)
+class MCPConfig:
+    """The parsed ``mcp:`` section (every field has a safe default)."""
+
+    pin_file: Path
+    name: str = ""
+    sandbox: bool = False
+    env: tuple[str, ...] = ()
+    http_host: str = "127.0.0.1"
+    http_port: int = 8765
+    http_path: str = "/mcp"
+    tool_prefix: str = ""
+    path_args: tuple[str, ...] = DEFAULT_PATH_ARGS
+    external: tuple[str, ...] = ()
+    max_result: int = 1 << 20
+
+    @classmethod
+    def default(cls, base_dir: Path | None = None) -> MCPConfig:
+        """The configuration used when a policy has no ``mcp:`` section."""
+        return cls(pin_file=(base_dir or Path.cwd()) / ".stockade" / "mcp-pins.json")
+
+
+def _listen(node: Node) -> tuple[str, int]:
+    text = node.string()
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not port_text.isdigit():
+        node.fail(f"expected HOST:PORT, got `{text}`")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        node.fail(f"port {port} is out of range")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            node.fail(f"expected an IP address or localhost, got `{host}`")
+    return host, port
+
+
+def parse_section(node: Node, ctx: Any) -> MCPConfig:
+    """Parse the ``mcp:`` section (``ctx`` is the policy's ``SectionContext``)."""
+    m = node.mapping(allowed=_KEYS)
+    base: Path = ctx.base_dir
+    pin_file = Path(m["pin_file"].string()) if "pin_file" in m else Path(".stockade/mcp-pins.json")
+    if not pin_file.is_absolute():
+        pin_file = base / pin_file
+    host, port = _listen(m["http_listen"]) if "http_listen" in m else ("127.0.0.1", 8765)
+    path = m["http_path"].string() if "http_path" in m else "/mcp"
+    if not path.startswith("/"):
+        m["http_path"].fail(f"expected a path starting with `/`, got `{path}`")
+    env = tuple(m["env"].strings()) if "env" in m else ()
+    for name in env:
+        if not name or "=" in name or "\x00" in name:
+            m["env"].fail(f"invalid environment variable name `{name}`")
+    prefix = m["tool_prefix"].string(nonempty=False) if "tool_prefix" in m else ""
+    return MCPConfig(
+        pin_file=pin_file,
+        name=m["name"].string() if "name" in m else "",
+        sandbox=m["sandbox"].boolean() if "sandbox" in m else False,
+        env=env,
+        http_host=host,
+        http_port=port,
+        http_path=path,
+        tool_prefix=prefix,
+        path_args=tuple(m["path_args"].strings()) if "path_args" in m else DEFAULT_PATH_ARGS,
+        external=tuple(m["external"].strings()) if "external" in m else (),
+        max_result=m["max_result"].size() if "max_result" in m else 1 << 20,
+    )

@@ -1,0 +1,154 @@
+"""Tool pinning: a changed tool is blocked, with a message naming what changed, until re-pinned."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stockade import Guard, MemoryAuditSink
+from stockade.integrations.mcp import MCPProxy, PinStore, ToolFingerprint
+
+pytest.importorskip("mcp")
+from mcp import Client
+
+pytestmark = pytest.mark.anyio
+
+TEST_SERVER = str(Path(__file__).resolve().parent / "mcp_test_server.py")
+
+
+def policy(tmp_path: Path) -> str:
+    return (
+        "version: 1\nrules:\n  - {id: all, tool: [echo, upload, read_file], effect: allow}\n"
+        f"mcp:\n  name: test-server\n  pin_file: {tmp_path / 'pins.json'}\n"
+    )
+
+
+async def test_description_change_between_two_listings_is_blocked(
+    tmp_path: Path, workspace: Path
+) -> None:
+    guard = Guard.from_text(policy(tmp_path), audit=MemoryAuditSink())
+    command = [sys.executable, TEST_SERVER, str(workspace), "rugpull"]
+    async with MCPProxy(guard, command) as proxy, Client(proxy.server(), cache=None) as client:
+        # the proxy listed (and pinned) once on start; this is the second listing
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        upload = tools["upload"]
+        assert upload.description == (
+            "[blocked by stockade] tool `upload` is blocked: its description changed since it "
+            "was pinned; run `stockade mcp pin` to approve"
+        )
+        assert "id_rsa" not in upload.description
+        assert tools["echo"].description == "Echo a text back."
+        res = await client.call_tool("upload", {"url": "http://127.0.0.1:1/upload", "path": "x"})
+        assert res.is_error
+        text = res.content[0].text  # type: ignore[union-attr]
+        assert "description changed since it was pinned" in text
+        echo = await client.call_tool("echo", {"text": "still fine"})
+        assert not echo.is_error
+    events: Any = guard.audit
+    blocked = [e for e in events.events if e.decision and e.decision.rule == "mcp:pin"]
+    assert blocked and all(e.tool == "upload" for e in blocked)
+    pins = json.loads((tmp_path / "pins.json").read_text())
+    assert set(pins["servers"]["test-server"]["tools"]) == {
+        "read_file",
+        "upload",
+        "env_keys",
+        "echo",
+    }
+
+
+async def test_identity_change_blocks_until_re_pinned(tmp_path: Path, workspace: Path) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(policy(tmp_path), encoding="utf-8")
+    guard = Guard.from_file(policy_file)
+    async with MCPProxy(guard, [sys.executable, TEST_SERVER, str(workspace)]):
+        pass  # first use: pinned at version 1.0.0
+    v2 = [sys.executable, TEST_SERVER, str(workspace), "v2"]
+    guard = Guard.from_file(policy_file)
+    async with MCPProxy(guard, v2) as proxy:
+        result = await proxy.call_tool("echo", {"text": "hi"})
+        assert result.is_error
+        text = result.content[0].text  # type: ignore[union-attr]
+        assert "identity changed since it was pinned (version `1.0.0` → `2.0.0`)" in text
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stockade.cli",
+            "mcp",
+            "pin",
+            "--policy",
+            str(policy_file),
+            "--",
+            *v2,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "approved server identity change: version `1.0.0` → `2.0.0`" in out.stdout
+    guard = Guard.from_file(policy_file)
+    async with MCPProxy(guard, v2) as proxy:
+        result = await proxy.call_tool("echo", {"text": "hi"})
+        assert not result.is_error
+
+
+async def test_pin_cli_reports_poisoned_tools(tmp_path: Path, workspace: Path) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(policy(tmp_path), encoding="utf-8")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stockade.cli",
+            "mcp",
+            "pin",
+            "--policy",
+            str(policy_file),
+            "--",
+            sys.executable,
+            TEST_SERVER,
+            str(workspace),
+            "poison",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert "pinned 5 tools (first use)" in out.stdout
+    assert "still blocked `add`" in out.stderr
+
+
+def test_pin_store_compare(tmp_path: Path) -> None:
+    store = PinStore(tmp_path / "sub" / "pins.json")
+    a = ToolFingerprint.of("a", "does a", {"type": "object"})
+    b = ToolFingerprint.of("b", "does b", {"type": "object"})
+    assert store.compare("s", {"name": "x", "version": "1"}, [a]).first_use
+    store.record("s", {"name": "x", "version": "1"}, [a, b])
+    assert store.compare("s", {"name": "x", "version": "1"}, [a, b]).clean
+    a2 = ToolFingerprint.of("a", "does a", {"type": "object", "properties": {"x": {}}})
+    b2 = ToolFingerprint.of("b", "does b better", {"type": "string"})
+    c = ToolFingerprint.of("c", "new", {})
+    check = store.compare("s", {"name": "x", "version": "2"}, [a2, b2, c])
+    assert check.identity == "version `1` → `2`"
+    assert check.changed == {
+        "a": "its input schema changed since it was pinned",
+        "b": "its description and input schema changed since it was pinned",
+        "c": "the tool is new since the server was pinned",
+    }
+    (tmp_path / "bad.json").write_text("[1]")
+    from stockade import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="no `servers` object"):
+        PinStore(tmp_path / "bad.json").load()
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ConfigurationError, match="not valid JSON"):
+        PinStore(tmp_path / "bad.json").load()
