@@ -172,8 +172,8 @@ class SandboxConfig:
     ``workspace`` is the only writable place (``/workspace`` inside);
     ``mode`` is ``bwrap`` (the default) or ``none`` (resource limits only,
     no isolation: only for a policy that says ``sandbox: none``);
-    ``network`` is ``none`` or ``proxy`` (only the forward proxy listening on
-    the Unix socket ``proxy_socket`` is reachable, through a relay);
+    ``network`` is ``none`` or ``proxy`` (only stockade's forward proxy at
+    ``proxy_address`` is reachable, through a relay: see :class:`ProxyBridge`);
     ``env`` holds the variables the command gets on top of a fixed base
     (``PATH``, ``HOME``, ``LANG``, ``TMPDIR``): the parent's environment is
     never passed.
@@ -182,7 +182,7 @@ class SandboxConfig:
     workspace: Path
     mode: Literal["bwrap", "none"] = "bwrap"
     network: Literal["none", "proxy"] = "none"
-    proxy_socket: Path | None = None
+    proxy_address: tuple[str, int] | None = None
     limits: Limits = field(default_factory=Limits)
     system_paths: tuple[str, ...] = DEFAULT_SYSTEM_PATHS
     etc_files: tuple[str, ...] = DEFAULT_ETC

@@ -27,6 +27,7 @@ The module is importable too: :func:`landlock_abi` is the parent's probe.
 from __future__ import annotations
 
 import _ctypes
+import _signal
 import marshal
 import os
 import resource
@@ -228,6 +229,10 @@ def main(argv: list[str]) -> int:
         _rlimits(dict(cfg.get("limits") or {}))
         if cfg.get("landlock") is not None:
             report["landlock"] = _landlock(dict(cfg["landlock"]))
+        # Python ignores SIGPIPE and SIGXFSZ, and ignored signals stay ignored
+        # across exec: give the command the default actions back.
+        for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):
+            _signal.signal(sig, _signal.SIG_DFL)
         cwd = cfg.get("cwd")
         if cwd:
             os.chdir(str(cwd))

@@ -1,0 +1,469 @@
+"""The ``exec`` tool: commands run in the OS sandbox, allowed by command rules.
+
+The policy's ``exec:`` section names the workspace, the sandbox, the network
+mode, the resource limits and the commands an agent may run::
+
+    exec:
+      workspace: ./work              # the only writable place (/workspace inside)
+      sandbox: bwrap                 # default; `none` = resource limits only (warned)
+      network: none                  # or `proxy`: only stockade's forward proxy
+      shell: false                   # `true` or `ask` lets `exec.shell` run a script
+      limits: {timeout: 30s, cpu: 10s, memory: 1GiB, processes: 64,
+               file_size: 64MiB, open_files: 256, output: 1MiB, tmp_size: 64MiB}
+      env: {LANG: C.UTF-8}
+      commands:
+        - {program: ls}                                  # any arguments
+        - {program: git, line: {regex: "status( --short)?|log -n [0-9]+"}}
+        - {program: wc, args: {regex: "-[lwc]|[A-Za-z0-9._/-]+"}, cwd: {glob: "docs/**"}}
+
+Each command becomes an ordinary allow rule (``exec:<id>``) on the canonical
+call, so it is decided, explained and audited like every other rule. The
+canonical arguments ``prepare`` produces:
+
+- ``program``: the program's absolute path after resolution (a bare name is
+  looked up in the sandbox's ``PATH``; symlinks are resolved), so
+  ``/bin/ls``, ``ls`` and ``/usr/bin/../bin/ls`` are one program;
+- ``argv``: the arguments after the program (``args`` constraints apply to
+  every one of them);
+- ``line``: the arguments joined with shell quoting (``shlex.join``), for
+  patterns over the whole command line;
+- ``cwd``: the working directory relative to the workspace (``.`` for its root).
+
+Actions: ``run`` (``argv`` list, optional ``cwd``, ``stdin``, ``timeout``) and
+``shell`` (``script``, optional ``cwd``, ``stdin``, ``timeout``: only when the
+section says ``shell: true`` or ``ask``; the whole script still runs in the
+sandbox).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shlex
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from stockade.errors import ExecError
+from stockade.model import Decision, Effect, Integrity, Label, Output, ToolCall
+from stockade.policy.node import Node
+from stockade.policy.rules import RuleSpec, parse_constraint
+from stockade.tools.base import Capability, Context
+from stockade.tools.sandbox import (
+    DEFAULT_SYSTEM_PATHS,
+    WORKSPACE,
+    Limits,
+    Sandbox,
+    SandboxConfig,
+)
+
+__all__ = [
+    "SEARCH_PATH",
+    "SHELLS",
+    "CommandRule",
+    "ExecConfig",
+    "ExecTool",
+    "capability_from_policy",
+    "parse_section",
+    "resolve_program",
+]
+
+#: where a bare program name is looked up (the sandbox's PATH)
+SEARCH_PATH = ("/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin")
+
+#: programs that are shells: running one counts as ``shell``, allowed or not
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "fish", "csh", "tcsh", "busybox"})
+
+_SECTION_KEYS = (
+    "workspace",
+    "sandbox",
+    "network",
+    "proxy",
+    "shell",
+    "limits",
+    "env",
+    "system_paths",
+    "commands",
+)
+_LIMIT_KEYS = (
+    "timeout",
+    "cpu",
+    "memory",
+    "processes",
+    "file_size",
+    "open_files",
+    "output",
+    "tmp_size",
+)
+_COMMAND_KEYS = ("id", "program", "args", "line", "cwd", "effect", "reason")
+
+
+@dataclass(frozen=True)
+class CommandRule:
+    """One allowed command as written in the section (it is compiled as a rule)."""
+
+    id: str
+    program: str
+    effect: Effect
+    args: Mapping[str, Any] | None = None
+    line: Mapping[str, Any] | None = None
+    cwd: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ExecConfig:
+    """The parsed ``exec:`` section."""
+
+    sandbox: SandboxConfig
+    shell: str = "deny"  # deny | allow | ask
+    shell_program: str = "/bin/sh"
+    commands: tuple[CommandRule, ...] = ()
+    proxy: str = ""
+
+
+def resolve_program(name: str, system_paths: tuple[str, ...] = DEFAULT_SYSTEM_PATHS) -> str:
+    """The absolute, symlink-free path of a program the sandbox can run.
+
+    A bare name is looked up in :data:`SEARCH_PATH`; a path must be absolute.
+    Raise :class:`ExecError` when it is not found, not executable, or not under
+    the system paths bound into the sandbox.
+    """
+    if not name or "\x00" in name:
+        raise ExecError("empty program name")
+    if "/" in name:
+        if not name.startswith("/"):
+            raise ExecError(f"give the program `{name}` by name or by absolute path")
+        candidates = [name]
+    else:
+        candidates = [f"{d}/{name}" for d in SEARCH_PATH]
+    for candidate in candidates:
+        real = os.path.realpath(candidate)
+        if os.path.isfile(real) and os.access(real, os.X_OK):
+            roots = [os.path.realpath(p) for p in system_paths]
+            if not any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots):
+                raise ExecError(f"program `{name}` is outside the sandbox's system paths")
+            return real
+    raise ExecError(f"program `{name}` not found")
+
+
+# -- the policy section ----------------------------------------------------------
+
+
+def parse_section(node: Node, ctx: Any) -> ExecConfig:
+    """Parse the ``exec:`` section; add one allow rule per command (ids ``exec:...``)."""
+    m = node.mapping(allowed=_SECTION_KEYS, required=("workspace",))
+    ws_text = m["workspace"].string()
+    workspace = Path(ws_text)
+    if not workspace.is_absolute():
+        workspace = Path(ctx.base_dir) / workspace
+    mode = m["sandbox"].string(choices=("bwrap", "none")) if "sandbox" in m else "bwrap"
+    network = m["network"].string(choices=("none", "proxy")) if "network" in m else "none"
+    proxy = m["proxy"].string() if "proxy" in m else ""
+    if proxy and network != "proxy":
+        m["proxy"].fail("`proxy` is only used with `network: proxy`")
+    shell = "deny"
+    if "shell" in m:
+        snode = m["shell"]
+        if isinstance(snode.value, bool):
+            shell = "allow" if snode.boolean() else "deny"
+        else:
+            shell = snode.string(choices=("ask",))
+    limits = _parse_limits(m["limits"]) if "limits" in m else Limits()
+    env: dict[str, str] = {}
+    if "env" in m:
+        for key, value in m["env"].mapping().items():
+            if not key.replace("_", "a").isalnum() or key[0].isdigit():
+                m["env"].fail(f"invalid environment variable name `{key}`", key=key)
+            env[key] = value.string(nonempty=False)
+    system_paths = (
+        tuple(m["system_paths"].strings()) if "system_paths" in m else DEFAULT_SYSTEM_PATHS
+    )
+    for p in system_paths:
+        if not p.startswith("/"):
+            m["system_paths"].fail(f"system path `{p}` must be absolute")
+    sandbox = SandboxConfig(
+        workspace=workspace,
+        mode=mode,  # type: ignore[arg-type]
+        network=network,  # type: ignore[arg-type]
+        limits=limits,
+        system_paths=system_paths,
+        env=env,
+    )
+    commands: list[CommandRule] = []
+    seen: set[str] = set()
+    if "commands" in m:
+        for i, cnode in enumerate(m["commands"].seq()):
+            cmd = _parse_command(cnode, i, system_paths)
+            if cmd.id in seen:
+                cnode.fail(f"duplicate command id `{cmd.id}`")
+            seen.add(cmd.id)
+            commands.append(cmd)
+            when: dict[str, Mapping[str, Any]] = {"program": {"equals": cmd.program}}
+            if cmd.args is not None:
+                when["argv"] = cmd.args
+            if cmd.line is not None:
+                when["line"] = cmd.line
+            if cmd.cwd is not None:
+                when["cwd"] = cmd.cwd
+            ctx.add_rule(
+                RuleSpec(
+                    id=cmd.id,
+                    tools=("exec",),
+                    actions=("run",),
+                    effect=cmd.effect,
+                    mode=ctx.mode,
+                    when=when,
+                    reason=f"the exec section allows `{cmd.program}`",
+                    origin=f"{cnode.file}:{cnode.line}:{cnode.column}",
+                    node=cnode,
+                )
+            )
+    shell_program = "/bin/sh"
+    if shell != "deny":
+        try:
+            shell_program = resolve_program("/bin/sh", system_paths)
+        except ExecError as exc:
+            m["shell"].fail(str(exc))
+        ctx.add_rule(
+            RuleSpec(
+                id="exec:shell",
+                tools=("exec",),
+                actions=("shell",),
+                effect=Effect.ALLOW if shell == "allow" else Effect.ASK,
+                mode=ctx.mode,
+                reason="the exec section allows shell scripts (run in the sandbox)",
+                origin=f"{m['shell'].file}:{m['shell'].line}:{m['shell'].column}",
+                node=m["shell"],
+            )
+        )
+    return ExecConfig(
+        sandbox=sandbox,
+        shell=shell,
+        shell_program=shell_program,
+        commands=tuple(commands),
+        proxy=proxy,
+    )
+
+
+def _parse_limits(node: Node) -> Limits:
+    m = node.mapping(allowed=_LIMIT_KEYS)
+    base = Limits()
+    values: dict[str, Any] = {}
+    for key in ("timeout", "cpu"):
+        if key in m:
+            seconds = m[key].duration()
+            if seconds <= 0:
+                m[key].fail(f"expected a `{key}` longer than 0 seconds")
+            values[key] = seconds if key == "timeout" else max(1, round(seconds))
+    for key in ("memory", "file_size", "output", "tmp_size"):
+        if key in m:
+            size = m[key].size()
+            if size <= 0:
+                m[key].fail(f"expected a `{key}` greater than 0")
+            values[key] = size
+    for key in ("processes", "open_files"):
+        if key in m:
+            values[key] = m[key].integer(minimum=1, maximum=1_000_000)
+    return replace(base, **values)
+
+
+def _parse_command(node: Node, index: int, system_paths: tuple[str, ...]) -> CommandRule:
+    if isinstance(node.value, str):
+        node = Node({"program": node}, node.file, node.line, node.column, node.path)
+    m = node.mapping(allowed=_COMMAND_KEYS, required=("program",))
+    name = m["program"].string()
+    try:
+        program = resolve_program(name, system_paths)
+    except ExecError as exc:
+        m["program"].fail(str(exc))
+    base = posixpath.basename(name)
+    cid = m["id"].string() if "id" in m else base
+    if not cid.startswith("exec:"):
+        cid = f"exec:{cid}"
+    if posixpath.basename(program) in SHELLS or base in SHELLS:
+        m["program"].fail(
+            f"`{name}` is a shell; allow scripts with `shell: true` (they run in the sandbox)"
+        )
+    effect = Effect(m["effect"].string(choices=("allow", "ask"))) if "effect" in m else Effect.ALLOW
+
+    def constraint(key: str) -> Mapping[str, Any] | None:
+        return parse_constraint(m[key]) if key in m else None
+
+    return CommandRule(
+        id=cid,
+        program=program,
+        effect=effect,
+        args=constraint("args"),
+        line=constraint("line"),
+        cwd=constraint("cwd"),
+    )
+
+
+# -- the capability ----------------------------------------------------------------
+
+
+class ExecTool(Capability):
+    """Runs allowed commands in the sandbox. Build with :func:`capability_from_policy`.
+
+    The sandbox is set up at the first call: a machine without bubblewrap or
+    user namespaces fails that call with
+    :class:`~stockade.errors.SandboxUnavailable` (the policy must say
+    ``sandbox: none`` to run without one).
+    """
+
+    name = "exec"
+    actions = frozenset({"run", "shell"})
+
+    def __init__(self, config: ExecConfig, *, policy: Any = None) -> None:
+        self.config = config
+        self._policy = policy
+        self._sandbox: Sandbox | None = None
+        self._lock = threading.Lock()
+        self._proxy: Any = None
+
+    # -- prepare / check ----------------------------------------------------------
+
+    def prepare(self, call: ToolCall) -> ToolCall:
+        """Resolve the program, canonicalise the working directory and the arguments."""
+        args = dict(call.args)
+        out: dict[str, Any] = {"cwd": self._cwd(args.get("cwd", "."))}
+        if call.action == "run":
+            argv = args.get("argv")
+            if isinstance(argv, str):
+                raise ExecError("`argv` must be a list of strings, not a command line")
+            if not isinstance(argv, (list, tuple)) or not argv:
+                raise ExecError("`argv` must be a non-empty list of strings")
+            if not all(isinstance(a, str) and "\x00" not in a for a in argv):
+                raise ExecError("`argv` must be a list of strings without NUL characters")
+            out["program"] = resolve_program(argv[0], self.config.sandbox.system_paths)
+            out["argv"] = list(argv[1:])
+            out["line"] = shlex.join(argv[1:])
+        else:
+            script = args.get("script")
+            if not isinstance(script, str) or not script or "\x00" in script:
+                raise ExecError("`script` must be a non-empty string")
+            out["program"] = self.config.shell_program
+            out["script"] = script
+        if "stdin" in args:
+            if not isinstance(args["stdin"], str):
+                raise ExecError("`stdin` must be a string")
+            out["stdin"] = args["stdin"]
+        if "timeout" in args:
+            t = args["timeout"]
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
+                raise ExecError("`timeout` must be a positive number of seconds")
+            out["timeout"] = min(float(t), self.config.sandbox.limits.timeout)
+        unknown = set(args) - {"argv", "script", "cwd", "stdin", "timeout"}
+        if unknown:
+            raise ExecError(f"unknown argument `{sorted(unknown)[0]}`")
+        return call.with_args(out)
+
+    def _cwd(self, value: Any) -> str:
+        if not isinstance(value, str) or "\x00" in value:
+            raise ExecError("`cwd` must be a string")
+        text = value or "."
+        if text == WORKSPACE or text.startswith(WORKSPACE + "/"):
+            text = text[len(WORKSPACE) :].lstrip("/") or "."
+        rel = posixpath.normpath(text)
+        if rel.startswith("/") or rel == ".." or rel.startswith("../"):
+            raise ExecError(f"the working directory `{value}` is outside the workspace")
+        return rel
+
+    def check(self, call: ToolCall) -> Decision | None:
+        """No shell unless the section allows one, whatever the rules say."""
+        program = str(call.args.get("program", ""))
+        is_shell = call.action == "shell" or posixpath.basename(program) in SHELLS
+        if is_shell and self.config.shell == "deny":
+            return Decision.deny(
+                "exec:no-shell", "the exec section allows no shell (set `shell: true` to allow)"
+            )
+        return None
+
+    # -- execute ------------------------------------------------------------------
+
+    def sandbox(self) -> Sandbox:
+        """The sandbox (set up at the first use; raise ``SandboxUnavailable`` if it cannot be)."""
+        with self._lock:
+            if self._sandbox is None:
+                config = self.config.sandbox
+                if config.network == "proxy":
+                    config = replace(config, proxy_address=self._proxy_address())
+                self._sandbox = Sandbox(config)
+            return self._sandbox
+
+    def _proxy_address(self) -> tuple[str, int]:
+        if self.config.proxy:
+            host, _, port = self.config.proxy.rpartition(":")
+            try:
+                return host.strip("[]") or "127.0.0.1", int(port)
+            except ValueError:
+                raise ExecError(f"bad proxy address `{self.config.proxy}`") from None
+        from stockade.tools.http_proxy import start_proxy  # noqa: PLC0415 - optional part
+
+        if self._policy is None:
+            raise ExecError("network `proxy` needs the policy (or a `proxy:` address)")
+        self._proxy = start_proxy(self._policy, "127.0.0.1", 0, session="exec-proxy")
+        address: tuple[str, int] = self._proxy.address
+        return address
+
+    def execute(self, call: ToolCall, ctx: Context) -> Output:
+        """Run the prepared call in the sandbox; report how it ended and which layers held."""
+        sandbox = self.sandbox()
+        args = call.args
+        program = str(args["program"])
+        if call.action == "shell":
+            argv = [program, "-c", str(args["script"])]
+        else:
+            argv = [program, *[str(a) for a in args.get("argv", [])]]
+        limits = self.config.sandbox.limits
+        if "timeout" in args:
+            limits = replace(limits, timeout=float(args["timeout"]))
+        stdin = args.get("stdin")
+        result = sandbox.run(
+            argv,
+            cwd=str(args.get("cwd", ".")),
+            stdin=stdin.encode("utf-8") if isinstance(stdin, str) else None,
+            limits=limits,
+        )
+        value = result.as_dict()
+        meta = {
+            "sandbox": dict(result.layers),
+            "exec": {
+                "exit_code": result.exit_code,
+                "signal": result.signal,
+                "killed": result.killed or None,
+                "truncated": result.truncated,
+                "status": result.describe(),
+            },
+        }
+        label = Label(f"exec:{program}", Integrity.UNTRUSTED)
+        return Output(value=value, labels=(label,), meta=meta)
+
+    def describe(self) -> Mapping[str, Any]:
+        """The actions and their arguments, for integrations."""
+        return {
+            "name": self.name,
+            "actions": sorted(self.actions),
+            "description": "run a command in a sandbox (workspace at /workspace, no network)",
+            "parameters": {
+                "run": ["argv", "cwd", "stdin", "timeout"],
+                "shell": ["script", "cwd", "stdin", "timeout"],
+            },
+        }
+
+    def close(self) -> None:
+        """Stop the proxy this tool started, if any."""
+        if self._proxy is not None:
+            self._proxy.close()
+            self._proxy = None
+
+
+def capability_from_policy(policy: Any) -> list[Capability]:
+    """The ``exec`` tool the policy's section configures (none without a section)."""
+    config = policy.section("exec")
+    if not isinstance(config, ExecConfig):
+        return []
+    return [ExecTool(config, policy=policy)]
+
