@@ -354,8 +354,8 @@ def _printable_text(data: bytes) -> str | None:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    if len(text) < 8 or " " not in text:
-        return None
+    if len(text) < 8 or (" " not in text and _B64.fullmatch(text) is None):
+        return None  # words, or another encoded layer
     good = sum(c.isprintable() or c in "\n\t\r" for c in text)
     return text if good >= 0.95 * len(text) else None
 

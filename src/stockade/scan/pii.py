@@ -54,6 +54,7 @@ _IPV4 = compile_re2(
 )
 _IPV6 = compile_re2(r"(?i)(?:\b[0-9a-f]{1,4}|)(?::[0-9a-f]{0,4}){2,7}(?:%[0-9a-z]+)?")
 _PHONE = compile_re2(r"(?:\+|\b00)?\(?\d[\d ().\-/]{5,20}\d\b")
+_VERSION_WORD = compile_re2(r"(?i)\b(?:version|ver\.?|release|v)\s*$")
 _DATE = compile_re2(r"\b(?:19|20)\d\d[-./](?:0?[1-9]|1[0-2])[-./](?:[0-2]?\d|3[01])\b")
 _IDS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
     ("us-ssn", r"\b\d{3}-\d{2}-\d{4}\b", _ssn.is_valid),
@@ -152,6 +153,8 @@ class PIIScanner:
                 after = text[e : e + 2]
                 if before in ("v", "V", ".") or (after[:1] == "." and after[1:2].isdigit()):
                     continue  # a version number or a longer dotted identifier
+                if _VERSION_WORD.search(text[max(0, s - 12) : s]) is not None:
+                    continue
                 if free(s, e):
                     add("ip", s, e, "IPv4 address", 0.8)
         if "::" in text or text.count(":") >= 5:
@@ -184,8 +187,8 @@ class PIIScanner:
             after = text[m.end()] if m.end() < len(text) else " "
             if before.isalnum() or before in "-_:./" or after.isalnum() or after in "-_:/":
                 continue  # part of a longer token: a UUID, a path, a version
-            if _DATE.search(cand) is not None:
-                continue
+            if _DATE.search(cand) is not None or cand.count(".") >= 3:
+                continue  # a date, an OID or a version
             regions = ("ZZ",) if cand.startswith("+") else self.regions
             for region in regions:
                 try:

@@ -150,7 +150,7 @@ _GENERIC = compile_re2(
 )
 _BEARER = compile_re2(r"(?i)\b(?:authorization\s*:\s*)?bearer\s+([A-Za-z0-9._~+/=-]{16,512})")
 _PLACEHOLDER = compile_re2(
-    r"(?i)^(?:x{4,}|\*{3,}|\.{3,}|<[^>]*>|\$\{[^}]*\}|\$[A-Z_][A-Z0-9_]*|%\(?[a-z_]+\)?s?|"
+    r"(?i)^(?:x{4,}|\*{3,}|\.{3,}|<[^>]*>|\$\{[^}]*\}?|\$[A-Z_][A-Z0-9_]*|%\(?[a-z_]+\)?s?|"
     r"\{\{[^}]*\}\}|\{[a-z_]*\}|(?:your|my|the|example|dummy|fake|test|sample|changeme|"
     r"placeholder|redacted|secret|password|token)[a-z_-]*|.*(?:example|xxxx|\.\.\.|redacted).*)$"
 )
