@@ -7,7 +7,6 @@ SQLite and against PostgreSQL.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +133,7 @@ _ORIGIN = object()
 @pytest.fixture(params=["sqlite", "postgres"])
 def signed_log(
     request: pytest.FixtureRequest, tmp_path: Path, keys: KeyPaths, origin: str
-) -> Iterator[tuple[str, str, str, Path]]:
+) -> tuple[str, str, str, Path]:
     kind = request.param
     location = str(tmp_path / "audit.db") if kind == "sqlite" else request.getfixturevalue("pg_db")
     mirror = tmp_path / "mirror.jsonl"
