@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import os
-import posixpath
 import re
 import sys
 import tempfile
@@ -50,6 +49,7 @@ from stockade.errors import (
 )
 from stockade.integrations.mcp_config import MCPConfig
 from stockade.integrations.openai import refusal_text
+from stockade.integrations.schema import canonical_paths
 from stockade.model import AuditEvent, Decision, Finding, Integrity, Label, Output, ToolCall
 from stockade.policy.matchers import re2_compile
 from stockade.tools.base import Capability, Context
@@ -356,21 +356,6 @@ def builtin_description_scan(
 # -- capabilities -------------------------------------------------------------------
 
 
-def _canonical_path(value: Any, arg: str) -> Any:
-    if isinstance(value, list):
-        return [_canonical_path(v, arg) for v in value]
-    if not isinstance(value, str):
-        return value
-    if "\x00" in value:
-        raise ToolError(f"argument `{arg}` holds a NUL byte")
-    if not value:
-        return value
-    norm = posixpath.normpath(value)
-    if norm == ".." or norm.startswith("../"):
-        raise ToolError(f"argument `{arg}` climbs out of its directory with `..`")
-    return norm
-
-
 class MCPToolCapability(Capability):
     """One upstream MCP tool as a guard capability with the single action ``call``.
 
@@ -393,12 +378,7 @@ class MCPToolCapability(Capability):
 
     def prepare(self, call: ToolCall) -> ToolCall:
         """Canonicalise path arguments; refuse NUL bytes and `..` that climbs out."""
-        path_args = set(self.proxy.config.path_args)
-        if not any(k in path_args for k in call.args):
-            return call
-        return call.with_args(
-            {k: _canonical_path(v, k) if k in path_args else v for k, v in call.args.items()}
-        )
+        return canonical_paths(call, self.proxy.config.path_args)
 
     def check(self, call: ToolCall) -> Decision | None:
         """Deny a blocked tool (changed since pinned, poisoned description, gone)."""

@@ -19,16 +19,24 @@ from __future__ import annotations
 import inspect
 import math
 import operator
+import posixpath
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from stockade.errors import ConfigurationError
+from stockade.errors import ConfigurationError, ToolError
+from stockade.model import ToolCall
 from stockade.policy.matchers import PatternError, re2_compile
 from stockade.tools.base import Capability, FunctionCapability
 
-__all__ = ["SchemaCheck", "compile_schema", "schema_for", "tool_description"]
+__all__ = [
+    "SchemaCheck",
+    "canonical_paths",
+    "compile_schema",
+    "schema_for",
+    "tool_description",
+]
 
 #: keywords that describe and never constrain: ignored by the checker
 _ANNOTATIONS = frozenset(
@@ -448,3 +456,37 @@ def tool_description(capability: Capability, action: str) -> str:
     if isinstance(text, str) and text:
         return text
     return f"`{capability.name}` tool, action `{action}`"
+
+
+# -- path arguments -------------------------------------------------------------------
+
+
+def _canonical_path(value: Any, arg: str) -> Any:
+    if isinstance(value, list):
+        return [_canonical_path(v, arg) for v in value]
+    if not isinstance(value, str):
+        return value
+    if "\x00" in value:
+        raise ToolError(f"argument `{arg}` holds a NUL byte")
+    if not value:
+        return value
+    norm = posixpath.normpath(value)
+    if norm == ".." or norm.startswith("../"):
+        raise ToolError(f"argument `{arg}` climbs out of its directory with `..`")
+    return norm
+
+
+def canonical_paths(call: ToolCall, names: Iterable[str]) -> ToolCall:
+    """The call with its path arguments (``names``) normalised, so globs decide on real paths.
+
+    ``a/../b`` becomes ``b``; a relative path that climbs above its start, or
+    a NUL byte, is refused with :class:`ToolError` (the guard denies the call).
+    Tools from other frameworks cannot tell stockade which arguments are
+    paths, so integrations treat these names as paths.
+    """
+    wanted = set(names)
+    if not any(k in wanted for k in call.args):
+        return call
+    return call.with_args(
+        {k: _canonical_path(v, k) if k in wanted else v for k, v in call.args.items()}
+    )
