@@ -1,0 +1,160 @@
+"""The generic journal: records, blobs, budget, undo order and all-checks-first."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stockade.errors import JournalError, ToolError
+from stockade.tools.journal import Journal, JournalEntry, Restorer
+
+
+class KVRestorer:
+    """Restores a plain dict, the way a real tool restores files or rows."""
+
+    def __init__(self, store: dict[str, Any], journal: Journal) -> None:
+        self.store = store
+        self.journal = journal
+        self.seen: dict[str, Any] = {}
+        self.restored: list[int] = []
+
+    def check(self, entry: JournalEntry) -> None:
+        current = self.seen.get(entry.target, self.store.get(entry.target))
+        assert entry.after is not None
+        if current != entry.after.get("value"):
+            raise ToolError(f"`{entry.target}` changed later")
+        self.seen[entry.target] = entry.before.get("value")
+
+    def restore(self, entry: JournalEntry) -> None:
+        if entry.blob_digest is not None:
+            self.store[entry.target] = self.journal.blob(entry.blob_digest).decode()
+        else:
+            self.store.pop(entry.target, None)
+        self.restored.append(entry.id)
+
+
+def _set(j: Journal, store: dict[str, Any], key: str, value: str, call: str, session: str) -> int:
+    old = store.get(key)
+    eid = j.record(
+        call_id=call,
+        session=session,
+        tool="kv",
+        kind="set",
+        target=key,
+        before={"value": old},
+        blob=old.encode() if old is not None else None,
+        after={"value": value},
+    )
+    store[key] = value
+    return eid
+
+
+def test_record_entries_and_blobs(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j", blob_budget=1000)
+    a = j.record(
+        call_id="c1", session="s", tool="t", kind="k", target="x", before={"n": 1}, blob=b"hello"
+    )
+    b = j.record(
+        call_id="c2", session="s", tool="t", kind="k", target="y", before={}, blob=b"hello"
+    )
+    assert [e.id for e in j.entries(session="s")] == [b, a]
+    assert [e.id for e in j.entries(call_id="c1")] == [a]
+    e = j.entries(call_id="c1")[0]
+    assert e.before == {"n": 1} and e.after is None and not e.undone
+    assert j.blob(e.blob_digest or "") == b"hello"
+    assert j.blob_bytes() == 5  # content-addressed: stored once
+    j.finish(a, {"n": 2})
+    assert j.entries(call_id="c1")[0].after == {"n": 2}
+    j.discard(b)
+    assert [x.id for x in j.entries()] == [a]
+    j.close()
+
+
+def test_budget_is_enforced_and_nothing_is_recorded(tmp_path: Path) -> None:
+    j = Journal(tmp_path, blob_budget=4)
+    with pytest.raises(JournalError, match="budget"):
+        j.record(call_id="c", session="s", tool="t", kind="k", target="x", before={}, blob=b"12345")
+    assert j.entries() == []
+    with pytest.raises(JournalError):
+        Journal(tmp_path / "x", blob_budget=-1)
+
+
+def test_damaged_or_missing_blobs_are_reported(tmp_path: Path) -> None:
+    j = Journal(tmp_path, blob_budget=100)
+    j.record(call_id="c", session="s", tool="t", kind="k", target="x", before={}, blob=b"abc")
+    digest = j.entries()[0].blob_digest or ""
+    (tmp_path / "blobs" / digest[:2] / digest).write_bytes(b"abd")
+    with pytest.raises(JournalError, match="damaged"):
+        j.blob(digest)
+    with pytest.raises(JournalError, match="missing"):
+        j.blob("0" * 64)
+    with pytest.raises(JournalError, match="not a blob digest"):
+        j.blob("../../etc/passwd")
+
+
+def test_undo_newest_first_with_checks_before_restores(tmp_path: Path) -> None:
+    j = Journal(tmp_path, blob_budget=1000)
+    store: dict[str, Any] = {}
+    _set(j, store, "k", "1", "c1", "s")
+    _set(j, store, "k", "2", "c2", "s")
+    _set(j, store, "other", "x", "c3", "s2")
+    restorer = KVRestorer(store, j)
+    assert isinstance(restorer, Restorer)
+    done = j.undo(session="s", restorers={"kv": restorer})
+    assert [e.call_id for e in done] == ["c2", "c1"]
+    assert store == {"other": "x"}
+    assert all(e.undone for e in j.entries(session="s"))
+    assert j.undo(session="s", restorers={"kv": KVRestorer(store, j)}) == []
+
+
+def test_a_conflict_stops_everything_before_any_restore(tmp_path: Path) -> None:
+    j = Journal(tmp_path, blob_budget=1000)
+    store: dict[str, Any] = {}
+    _set(j, store, "a", "1", "c1", "s")
+    _set(j, store, "b", "1", "c2", "s")
+    store["a"] = "changed by someone else"
+    restorer = KVRestorer(store, j)
+    with pytest.raises(ToolError, match="changed later"):
+        j.undo(session="s", restorers={"kv": restorer})
+    assert restorer.restored == []
+    assert store["b"] == "1"
+
+
+def test_undo_needs_a_selector_and_a_restorer_for_every_tool(tmp_path: Path) -> None:
+    j = Journal(tmp_path, blob_budget=1000)
+    store: dict[str, Any] = {}
+    _set(j, store, "a", "1", "c1", "s")
+    with pytest.raises(JournalError, match="call id or a session"):
+        j.undo(restorers={})
+    with pytest.raises(JournalError, match="no tool here can undo"):
+        j.undo(session="s", restorers={})
+
+
+class _Broken:
+    def check(self, entry: JournalEntry) -> None:
+        pass
+
+    def restore(self, entry: JournalEntry) -> None:
+        raise ToolError("disk on fire")
+
+
+def test_a_failing_restore_is_reported_with_progress(tmp_path: Path) -> None:
+    j = Journal(tmp_path, blob_budget=1000)
+    store: dict[str, Any] = {}
+    _set(j, store, "a", "1", "c1", "s")
+    restorers: Mapping[str, Restorer] = {"kv": _Broken()}
+    with pytest.raises(JournalError, match="undo stopped at entry #1"):
+        j.undo(session="s", restorers=restorers)
+    assert not j.entries()[0].undone
+
+
+def test_the_journal_survives_reopening(tmp_path: Path) -> None:
+    j = Journal(tmp_path, blob_budget=1000)
+    j.record(call_id="c", session="s", tool="t", kind="k", target="x", before={}, blob=b"z")
+    j.close()
+    j2 = Journal(tmp_path, blob_budget=1000)
+    assert len(j2.entries()) == 1
+    assert j2.entries()[0].describe().startswith("#1 t k x")
