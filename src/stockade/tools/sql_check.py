@@ -1,0 +1,538 @@
+"""The SQL tool's parser layer: what a statement really does, decided on its syntax tree.
+
+:func:`analyse` parses one statement with sqlglot in the engine's dialect,
+expands ``*`` against the real schema, resolves every column to the table it
+comes from (through aliases, subqueries, CTEs and set operations), and either
+raises :class:`Violation` (with a rule id such as ``sql:read-only``,
+``sql:table``, ``sql:column``, ``sql:function``) or returns an
+:class:`Analysis`: the canonical facts (statement kind, tables read and
+written, columns, functions) the policy can match, and the statement to run,
+regenerated from the checked tree with comments dropped and the row cap applied.
+
+The engine layer (:mod:`stockade.tools.sql_engines`) does not trust any of
+this: it enforces its own limits on whatever reaches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import Scope, traverse_scope
+
+__all__ = [
+    "DANGEROUS_FUNCTIONS",
+    "DIALECTS",
+    "SAFE_EXTRA_FUNCTIONS",
+    "Analysis",
+    "TablePolicy",
+    "Violation",
+    "analyse",
+]
+
+#: sqlglot dialect per engine
+DIALECTS = {"sqlite": "sqlite", "postgres": "postgres", "mysql": "mysql"}
+
+_PG_DANGEROUS = {
+    # files and directories on the server
+    "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_ls_logdir",
+    "pg_ls_waldir", "pg_ls_tmpdir", "pg_ls_archive_statusdir", "pg_file_write",
+    "pg_file_rename", "pg_file_unlink", "pg_file_sync", "pg_logdir_ls",
+    # large objects
+    "lo_import", "lo_export", "lo_open", "lo_create", "lo_creat", "lo_unlink", "lo_get",
+    "lo_put", "lo_from_bytea", "loread", "lowrite", "lo_truncate", "lo_truncate64",
+    "lo_close", "lo_lseek", "lo_lseek64", "lo_tell", "lo_tell64",
+    # remote links
+    "dblink", "dblink_exec", "dblink_connect", "dblink_connect_u", "dblink_send_query",
+    "dblink_open", "dblink_fetch", "dblink_get_result", "dblink_close", "dblink_disconnect",
+    # settings
+    "set_config", "current_setting", "pg_reload_conf",
+    # sleeping and locks
+    "pg_sleep", "pg_sleep_for", "pg_sleep_until", "pg_advisory_lock", "pg_advisory_lock_shared",
+    "pg_advisory_xact_lock", "pg_advisory_xact_lock_shared", "pg_try_advisory_lock",
+    "pg_try_advisory_lock_shared", "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared", "pg_advisory_unlock", "pg_advisory_unlock_all",
+    "pg_advisory_unlock_shared",
+    # process and server control
+    "pg_terminate_backend", "pg_cancel_backend", "pg_rotate_logfile", "pg_promote",
+    "pg_switch_wal", "pg_create_restore_point", "pg_backup_start", "pg_backup_stop",
+    "pg_start_backup", "pg_stop_backup", "pg_log_backend_memory_contexts",
+    "pg_create_logical_replication_slot", "pg_create_physical_replication_slot",
+    "pg_drop_replication_slot", "pg_logical_emit_message", "pg_notify",
+    "pg_import_system_collations", "pg_stat_reset", "pg_stat_reset_shared",
+    "pg_stat_reset_single_table_counters", "pg_stat_reset_single_function_counters",
+    "pg_stat_reset_slru", "pg_stat_reset_replication_slot",
+    # writes through functions; SQL text run by a function
+    "nextval", "setval", "txid_current", "pg_current_xact_id", "query_to_xml",
+    "query_to_xml_and_xmlschema", "query_to_xmlschema", "cursor_to_xml", "table_to_xml",
+    "table_to_xml_and_xmlschema", "schema_to_xml", "database_to_xml",
+    "database_to_xml_and_xmlschema", "schema_to_xml_and_xmlschema",
+}  # fmt: skip
+
+_MYSQL_DANGEROUS = {
+    "load_file", "sleep", "benchmark", "get_lock", "release_lock", "release_all_locks",
+    "is_free_lock", "is_used_lock", "master_pos_wait", "source_pos_wait", "master_gtid_wait",
+    "sys_exec", "sys_eval", "sys_get", "sys_set", "lib_mysqludf_sys_info", "kill",
+    "set_config",
+}  # fmt: skip
+
+_SQLITE_DANGEROUS = {
+    "load_extension", "readfile", "writefile", "edit", "fts3_tokenizer", "zipfile",
+    "sqlar_compress", "sqlar_uncompress", "fsdir", "lsmode",
+}  # fmt: skip
+
+#: built-in functions per engine that are denied whatever the policy says:
+#: file access, large objects, remote links, settings, sleeping, locks,
+#: process control, extension loading
+DANGEROUS_FUNCTIONS: Mapping[str, frozenset[str]] = {
+    "postgres": frozenset(_PG_DANGEROUS),
+    "mysql": frozenset(_MYSQL_DANGEROUS),
+    "sqlite": frozenset(_SQLITE_DANGEROUS),
+}
+
+#: built-ins that sqlglot does not model but that are known to be side-effect
+#: free; any other function sqlglot does not know (a user-defined function
+#: may do anything) needs the policy's ``functions: {allow: [...]}``
+SAFE_EXTRA_FUNCTIONS: Mapping[str, frozenset[str]] = {
+    "postgres": frozenset(
+        {"age", "json_build_object", "jsonb_build_object", "to_json", "to_jsonb",
+         "row_to_json", "octet_length", "every", "json_object_agg", "jsonb_object_agg",
+         "format", "initcap", "date_part", "justify_days", "justify_hours", "array_to_string"}
+    ),
+    "mysql": frozenset(
+        {"now", "octet_length", "date_format", "curdate", "curtime", "datediff", "dayname",
+         "monthname", "weekday", "field", "elt", "format", "inet_ntoa", "inet_aton"}
+    ),
+    "sqlite": frozenset(
+        {"julianday", "datetime", "date", "time", "printf", "format", "quote", "total",
+         "octet_length", "unixepoch", "char", "unicode", "likely", "unlikely", "iif",
+         "instr", "ifnull", "nullif", "typeof", "hex", "glob", "like", "changes"}
+    ),
+}  # fmt: skip
+
+# Statements that never belong in a query, named for the message.
+_DML = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
+_QUERY = (exp.Select, exp.SetOperation)
+_WRITE_KINDS = {exp.Insert: "insert", exp.Update: "update", exp.Delete: "delete"}
+
+
+class Violation(Exception):
+    """A statement the parser layer refuses: ``rule`` (``sql:...``) and ``reason``."""
+
+    def __init__(self, rule: str, reason: str) -> None:
+        super().__init__(reason)
+        self.rule = rule
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TablePolicy:
+    """What the parser layer needs to know of one allowed table.
+
+    ``name`` is the real name in the database; ``columns`` all its columns in
+    order, ``allowed`` the ones that may be referenced, ``masked`` the ones that
+    may only be selected directly (their values are masked in results);
+    ``write`` the statement kinds allowed on it in write mode.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    allowed: frozenset[str]
+    masked: frozenset[str] = frozenset()
+    write: frozenset[str] = frozenset()
+
+
+@dataclass
+class Analysis:
+    """What one statement does, as far as the parser layer can tell."""
+
+    kind: str
+    statement: str
+    tables: tuple[str, ...]
+    tables_written: tuple[str, ...]
+    columns: tuple[str, ...]
+    functions: tuple[str, ...]
+    masked_outputs: tuple[int, ...] = ()
+    target: str = ""
+    where: str = ""
+    tree: exp.Expr | None = field(default=None, repr=False)
+
+    def derived(self) -> dict[str, Any]:
+        """The canonical arguments the policy sees (lists of plain strings)."""
+        return {
+            "kind": self.kind,
+            "statement": self.statement,
+            "tables": list(self.tables),
+            "tables_written": list(self.tables_written),
+            "columns": list(self.columns),
+            "functions": list(self.functions),
+        }
+
+
+def _executable_comment(sql: str, dialect: str) -> bool:
+    """MySQL runs the text of ``/*! ... */`` and ``/*M! ... */`` comments."""
+    if dialect != "mysql":
+        return False
+    try:
+        tokens = sqlglot.tokenize(sql, read=dialect)
+    except SqlglotError:
+        return True
+    for tok in tokens:
+        for comment in tok.comments:
+            if comment.lstrip().startswith(("!", "M!", "m!")):
+                return True
+    # A comment that ends the text is attached to no token.
+    return "/*!" in sql or "/*M!" in sql.upper()
+
+
+def _function_name(f: exp.Func) -> str:
+    if isinstance(f, exp.Anonymous):
+        return str(f.name).lower()
+    return f.sql_name().lower()
+
+
+def analyse(
+    sql: str,
+    *,
+    engine: str,
+    tables: Mapping[str, TablePolicy],
+    namespace: str,
+    write: bool = False,
+    max_rows: int = 100,
+    functions_allow: frozenset[str] = frozenset(),
+    functions_deny: frozenset[str] = frozenset(),
+) -> Analysis:
+    """Check one statement; return what it does or raise :class:`Violation`.
+
+    ``tables`` maps the lower-cased name of every allowed table to its
+    :class:`TablePolicy`; ``namespace`` is the schema (PostgreSQL), database
+    (MySQL) or ``main`` (SQLite) a table may be qualified with; ``write``
+    admits INSERT/UPDATE/DELETE on tables whose policy lists that kind.
+    """
+    dialect = DIALECTS[engine]
+    if _executable_comment(sql, dialect):
+        raise Violation("sql:comment", "executable comments (`/*! ... */`) are not allowed")
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+    except (SqlglotError, RecursionError) as exc:
+        raise Violation("sql:syntax", f"the statement does not parse: {_short(exc)}") from None
+    if len(statements) != 1:
+        raise Violation("sql:stacked", f"exactly one statement is allowed, got {len(statements)}")
+    root = statements[0]
+    kind = _kind(root)
+    if kind == "select":
+        pass
+    elif kind in ("insert", "update", "delete"):
+        if not write:
+            raise Violation(
+                "sql:read-only", f"`{kind.upper()}` is a write; this database is read-only"
+            )
+    else:
+        rule = "sql:read-only" if not write else "sql:statement"
+        raise Violation(rule, f"only queries are allowed here, not `{kind}`")
+    _check_nodes(root, write=write)
+    fnames = _check_functions(root, engine, functions_allow, functions_deny)
+    target = _check_tables(root, tables, namespace)
+    if kind != "select":
+        return _analyse_write(root, kind, target, tables, dialect, fnames)
+    try:
+        qualified = qualify(
+            root.copy(),
+            dialect=dialect,
+            schema=_schema(tables),
+            quote_identifiers=False,
+            identify=False,
+            validate_qualify_columns=True,
+        )
+    except (SqlglotError, RecursionError) as exc:
+        raise Violation("sql:column", f"cannot resolve every column: {_short(exc)}") from None
+    read, cols, masked = _check_columns(qualified, tables)
+    _strip_generated_aliases(qualified)
+    _cap_rows(qualified, max_rows)
+    statement = qualified.sql(dialect=dialect, comments=False)
+    return Analysis(
+        kind="select",
+        statement=statement,
+        tables=tuple(sorted(read)),
+        tables_written=(),
+        columns=tuple(sorted(cols)),
+        functions=tuple(sorted(fnames)),
+        masked_outputs=tuple(masked),
+        tree=qualified,
+    )
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    # sqlglot highlights with ANSI escapes; keep the message one plain line
+    text = text.replace("\x1b[4m", "").replace("\x1b[0m", "")
+    return text[:160]
+
+
+def _kind(root: exp.Expr) -> str:
+    if isinstance(root, _QUERY):
+        return "select"
+    for cls, name in _WRITE_KINDS.items():
+        if isinstance(root, cls):
+            return name
+    if isinstance(root, exp.Command):
+        return str(root.this).lower() or "command"
+    return str(root.key).lower()
+
+
+def _check_nodes(root: exp.Expr, *, write: bool) -> None:
+    for node in root.walk():
+        if node is root:
+            continue
+        if isinstance(node, (*_DML, exp.Command, exp.Copy, exp.Set)):
+            what = (
+                "data-modifying statements inside a query"
+                if isinstance(node, _DML)
+                else (f"`{_kind(node)}` inside a statement")
+            )
+            raise Violation("sql:read-only", f"{what} are not allowed")
+        if isinstance(node, (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)):
+            raise Violation("sql:read-only", f"`{_kind(node)}` inside a statement is not allowed")
+        if isinstance(node, exp.Into):
+            raise Violation("sql:into", "`SELECT ... INTO` is not allowed")
+        if isinstance(node, exp.Lock):
+            raise Violation(
+                "sql:lock", "locking clauses (`FOR UPDATE`, `FOR SHARE`) are not allowed"
+            )
+        if isinstance(node, (exp.SessionParameter, exp.Parameter, exp.Placeholder)):
+            raise Violation("sql:variable", "variables and parameters are not allowed")
+        if isinstance(node, exp.PropertyEQ):
+            raise Violation("sql:variable", "assignments (`:=`) are not allowed")
+        if isinstance(node, exp.Returning) and not write:
+            raise Violation("sql:read-only", "`RETURNING` is only for writes")
+
+
+def _check_functions(
+    root: exp.Expr, engine: str, allow: frozenset[str], deny: frozenset[str]
+) -> set[str]:
+    dangerous = DANGEROUS_FUNCTIONS[engine]
+    safe = SAFE_EXTRA_FUNCTIONS[engine]
+    names: set[str] = set()
+    for f in root.find_all(exp.Func):
+        name = _function_name(f)
+        names.add(name)
+        if name in dangerous or name in deny:
+            raise Violation("sql:function", f"function `{name}` is not allowed")
+        if isinstance(f, exp.Anonymous) and name not in safe and name not in allow:
+            raise Violation(
+                "sql:function",
+                f"function `{name}` is not a known built-in; allow it in the policy if it is safe",
+            )
+    return names
+
+
+def _check_tables(root: exp.Expr, tables: Mapping[str, TablePolicy], namespace: str) -> str:
+    """Every real table must be allowed; rewrite each to its real, unqualified name."""
+    ctes = {str(c.alias_or_name).lower() for c in root.find_all(exp.CTE)}
+    target = ""
+    for table in list(root.find_all(exp.Table)):
+        if not isinstance(table.this, exp.Identifier):
+            raise Violation("sql:table", "table functions are not allowed in `FROM`")
+        name = str(table.name)
+        if table.args.get("catalog") is not None:
+            raise Violation("sql:table", f"table `{table.sql()}` is not allowed")
+        db = table.args.get("db")
+        if db is not None:
+            if str(table.db).lower() != namespace.lower():
+                raise Violation("sql:table", f"table `{table.sql()}` is not allowed")
+            table.set("db", None)
+        elif name.lower() in ctes:
+            continue
+        spec = tables.get(name.lower())
+        if spec is None:
+            raise Violation("sql:table", f"table `{name}` is not allowed")
+        table.set("this", exp.to_identifier(spec.name))
+        if not target:
+            target = spec.name
+    return target
+
+
+def _schema(tables: Mapping[str, TablePolicy]) -> dict[str, object]:
+    return {t.name: dict.fromkeys(t.columns, "text") for t in tables.values()}
+
+
+def _resolve(scope: Scope, table: str) -> Any:
+    s: Scope | None = scope
+    while s is not None:
+        if table in s.sources:
+            return s.sources[table]
+        s = s.parent
+    return None
+
+
+def _check_columns(
+    root: exp.Expr, tables: Mapping[str, TablePolicy]
+) -> tuple[set[str], set[str], list[int]]:
+    by_name = {t.name: t for t in tables.values()}
+    read: set[str] = set()
+    cols: set[str] = set()
+    masked_refs: list[tuple[exp.Column, str, str]] = []
+    seen: set[int] = set()
+    for scope in traverse_scope(root):
+        for src in scope.sources.values():
+            if isinstance(src, exp.Table):
+                read.add(by_name[src.name].name if src.name in by_name else src.name)
+        for column in scope.columns:
+            seen.add(id(column))
+            source: Any = _resolve(scope, column.table) if column.table else None
+            if source is None:
+                if not column.table and column.name in _output_names(scope):
+                    continue  # ORDER BY an output column: the projection was checked
+                if column.table:
+                    raise Violation("sql:column", f"cannot resolve column `{column.sql()}`")
+                raise Violation("sql:column", f"cannot resolve column `{column.name}`")
+            if not isinstance(source, exp.Table):
+                continue  # a derived table or CTE: its own scope was checked
+            spec = by_name.get(source.name)
+            if spec is None:
+                raise Violation("sql:table", f"table `{source.name}` is not allowed")
+            name = column.name
+            real = next((c for c in spec.columns if c.lower() == name.lower()), None)
+            if real is None:
+                raise Violation("sql:column", f"table `{spec.name}` has no column `{name}`")
+            if real not in spec.allowed:
+                raise Violation("sql:column", f"column `{spec.name}.{real}` is not allowed")
+            cols.add(f"{spec.name}.{real}")
+            if real in spec.masked:
+                masked_refs.append((column, spec.name, real))
+    for whole in root.find_all(exp.TableColumn):
+        raise Violation("sql:column", f"whole-row reference `{whole.sql()}` is not allowed")
+    for column in root.find_all(exp.Column):
+        if id(column) not in seen and not _is_output_ref(column):
+            raise Violation("sql:column", f"cannot resolve column `{column.sql()}`")
+    for star in root.find_all(exp.Star):
+        if not isinstance(star.parent, exp.Count):
+            raise Violation("sql:column", "`*` could not be expanded against the schema")
+    # Masks are judged last, so a denied column is reported as such.
+    masked = sorted(_masked_position(root, c, t, n) for c, t, n in masked_refs)
+    return read, cols, masked
+
+
+def _is_output_ref(column: exp.Column) -> bool:
+    """An unqualified ``ORDER BY`` name that refers to one of the query's outputs."""
+    if column.table:
+        return False
+    order = column.find_ancestor(exp.Order)
+    if order is None:
+        return False
+    query = order.parent
+    return isinstance(query, _QUERY) and column.name in query.named_selects
+
+
+def _output_names(scope: Scope) -> set[str]:
+    expression = scope.expression
+    if isinstance(expression, _QUERY):
+        return set(expression.named_selects)
+    return set()
+
+
+def _masked_position(root: exp.Expr, column: exp.Column, table: str, name: str) -> int:
+    """A masked column may only be selected directly by the outermost query."""
+    parent = column.parent
+    if isinstance(parent, exp.Alias):
+        parent = parent.parent
+        holder: exp.Expr = column.parent  # type: ignore[assignment]
+    else:
+        holder = column
+    if parent is root and isinstance(root, exp.Select) and holder in root.expressions:
+        return root.expressions.index(holder)
+    raise Violation(
+        "sql:mask",
+        f"masked column `{table}.{name}` may only be selected directly, not used in expressions",
+    )
+
+
+def _strip_generated_aliases(root: exp.Expr) -> None:
+    """Give the agent the engine's own column names, not sqlglot's ``_col_0``."""
+    if not isinstance(root, exp.Select):
+        return
+    for projection in root.expressions:
+        if isinstance(projection, exp.Alias) and projection.alias.startswith("_col_"):
+            projection.replace(projection.this)
+        elif isinstance(projection, exp.Subquery) and projection.alias.startswith("_col_"):
+            projection.set("alias", None)
+
+
+def _cap_rows(root: exp.Expr, max_rows: int) -> None:
+    """Make the query return at most ``max_rows + 1`` rows (one more tells truncation)."""
+    cap = max_rows + 1
+    if not isinstance(root, _QUERY):
+        return
+    current = root.args.get("limit")
+    if isinstance(current, exp.Limit):
+        n = current.expression
+        if isinstance(n, exp.Literal) and n.is_int and int(n.this) <= cap:
+            return
+        current.set("expression", exp.Literal.number(cap))
+        return
+    if isinstance(current, exp.Fetch):
+        count = current.args.get("count")
+        if isinstance(count, exp.Literal) and count.is_int and int(count.this) <= cap:
+            return
+    root.set("limit", exp.Limit(expression=exp.Literal.number(cap)))
+
+
+def _analyse_write(
+    root: exp.Expr,
+    kind: str,
+    target: str,
+    tables: Mapping[str, TablePolicy],
+    dialect: str,
+    functions: set[str],
+) -> Analysis:
+    target_table = root.find(exp.Table)
+    if target_table is None:
+        raise Violation("sql:statement", "cannot tell which table the statement writes")
+    target = str(target_table.name)
+    spec = next((t for t in tables.values() if t.name == target), None)
+    if spec is None or kind not in spec.write:
+        raise Violation("sql:write", f"`{kind.upper()}` on table `{target}` is not allowed")
+    read: set[str] = {str(t.name) for t in root.find_all(exp.Table)}
+    cols: set[str] = set()
+    for column in root.find_all(exp.Column):
+        name = column.name
+        if (
+            name
+            and name not in spec.allowed
+            and name.lower() not in {c.lower() for c in spec.allowed}
+        ):
+            raise Violation("sql:column", f"column `{target}.{name}` is not allowed")
+        cols.add(f"{target}.{name}")
+    where = ""
+    if kind in ("update", "delete"):
+        clause = root.args.get("where")
+        if clause is None:
+            raise Violation("sql:where", f"`{kind.upper()}` without `WHERE` is not allowed")
+        where = clause.this.sql(dialect=dialect, comments=False)
+        if root.args.get("from") or root.args.get("from_") or root.args.get("joins"):
+            raise Violation("sql:statement", f"`{kind.upper()}` with joins is not allowed")
+        if root.args.get("using"):
+            raise Violation("sql:statement", f"`{kind.upper()}` with `USING` is not allowed")
+    if kind == "insert":
+        if root.args.get("conflict") or root.args.get("on_conflict"):
+            raise Violation("sql:statement", "`INSERT ... ON CONFLICT` is not allowed")
+        if root.find(exp.Select) is not None:
+            raise Violation("sql:statement", "`INSERT ... SELECT` is not allowed")
+    if root.args.get("returning") is not None:
+        raise Violation("sql:statement", "`RETURNING` is not allowed")
+    return Analysis(
+        kind=kind,
+        statement=root.sql(dialect=dialect, comments=False),
+        tables=tuple(sorted(read - {target})),
+        tables_written=(target,),
+        columns=tuple(sorted(cols)),
+        functions=tuple(sorted(functions)),
+        target=target,
+        where=where,
+        tree=root,
+    )
