@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ def test_long_documents_are_scored_by_their_worst_chunk() -> None:
 def test_chunks_cover_the_text_with_overlap() -> None:
     spans = chunks("x" * 4000, size=1500, overlap=300)
     assert spans[0] == (0, 1500) and spans[-1][1] == 4000
-    assert all(b[0] < a[1] for a, b in zip(spans, spans[1:]))
+    assert all(b[0] < a[1] for a, b in pairwise(spans))
     assert chunks("short") == [(0, 5)]
 
 

@@ -5,11 +5,15 @@ Injection Attacks With Spotlighting" (2024). Each returns the text to put in
 the prompt and the sentence to add to the system prompt that tells the model
 how to read it.
 
-| helper | what it does | costs | holds against |
-| --- | --- | --- | --- |
-| :func:`delimit` | wraps the text between random, per-call markers | nothing | text that pretends the data ended; weakest: the model may still obey what is inside |
-| :func:`datamark` | puts a marker character between every word | ~+15% tokens; quoting the text verbatim needs unmarking | instructions that read naturally: marked text no longer looks like the prompt |
-| :func:`encode` | base64 (or hex) of the text | ~+35% tokens; only strong models read it well; summaries lose quality | most injections: the model reads data, not instructions |
+- :func:`delimit` wraps the text between random, per-call markers. Costs
+  nothing; stops text that pretends the data ended; the weakest: the model may
+  still obey what is inside.
+- :func:`datamark` puts a marker character between every word. About 15% more
+  tokens, and quoting the text verbatim needs unmarking; marked text no longer
+  reads like the prompt, which lowers injection success a lot.
+- :func:`encode` gives base64 (or hex) of the text. About 35% more tokens; only
+  strong models read it well and summaries lose quality; the model reads data,
+  not instructions.
 
 None of them is a guarantee: they lower the success rate of injections, they
 do not stop a determined one. Provenance labels and the flow stage are the
