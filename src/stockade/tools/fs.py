@@ -491,7 +491,8 @@ class FSTool(Capability):
             if group is not None:
                 return Decision.deny(
                     "fs:builtin-deny",
-                    f"`{path}` is a {group}; only an `unlock` entry in the fs section lifts this",
+                    f"`{path}` is on the built-in deny list ({group}); "
+                    "only an `unlock` entry in the fs section lifts this",
                 )
         for path in paths:
             decision = self._on_disk(path)
