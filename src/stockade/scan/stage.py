@@ -280,7 +280,9 @@ def _decide(
         return Decision.deny("scan:canary", f"a canary token{at}: the system prompt leaked")
     hit = scanner._blocked(result.hits, block, result.injection_score)
     if hit is not None:
-        return Decision.deny(f"scan:{hit.scanner}", f"{hit.scanner} found {hit.kind}{at}")
+        return Decision.deny(
+            f"scan:{hit.scanner}", f"{hit.scanner} found {hit.kind}{at} ({hit.reason})"
+        )
     return None
 
 
