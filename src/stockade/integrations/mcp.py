@@ -625,7 +625,7 @@ class MCPProxy:
             log.error("audit store could not record that `%s` is blocked", cap.name)
 
     def _say(self, text: str) -> None:
-        log.warning("%s", text)
+        log.info("%s", text)
         with contextlib.suppress(Exception):
             print(f"stockade mcp-proxy: {text}", file=self.errlog, flush=True)
 
