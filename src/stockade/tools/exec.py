@@ -367,7 +367,7 @@ class ExecTool(Capability):
         if text == WORKSPACE or text.startswith(WORKSPACE + "/"):
             text = text[len(WORKSPACE) :].lstrip("/") or "."
         rel = posixpath.normpath(text)
-        if rel.startswith("/") or rel == ".." or rel.startswith("../"):
+        if rel == ".." or rel.startswith(("/", "../")):
             raise ExecError(f"the working directory `{value}` is outside the workspace")
         return rel
 
@@ -400,7 +400,7 @@ class ExecTool(Capability):
                 return host.strip("[]") or "127.0.0.1", int(port)
             except ValueError:
                 raise ExecError(f"bad proxy address `{self.config.proxy}`") from None
-        from stockade.tools.http_proxy import start_proxy  # noqa: PLC0415 - optional part
+        from stockade.tools.http_proxy import start_proxy
 
         if self._policy is None:
             raise ExecError("network `proxy` needs the policy (or a `proxy:` address)")
@@ -454,7 +454,10 @@ class ExecTool(Capability):
         }
 
     def close(self) -> None:
-        """Stop the proxy this tool started, if any."""
+        """Release the sandbox and stop the proxy this tool started, if any."""
+        if self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None
         if self._proxy is not None:
             self._proxy.close()
             self._proxy = None
@@ -466,4 +469,3 @@ def capability_from_policy(policy: Any) -> list[Capability]:
     if not isinstance(config, ExecConfig):
         return []
     return [ExecTool(config, policy=policy)]
-

@@ -73,9 +73,11 @@ from stockade.tools.sandbox_launcher import landlock_abi
 __all__ = [
     "DEFAULT_ETC",
     "DEFAULT_SYSTEM_PATHS",
+    "RELAY_PORT",
     "WORKSPACE",
     "Layers",
     "Limits",
+    "ProxyBridge",
     "RunResult",
     "Sandbox",
     "SandboxConfig",
@@ -89,6 +91,8 @@ _RUN = "/run/stockade"
 _LAUNCHER_IN = f"{_RUN}/launcher.py"
 _PYTHON_IN = f"{_RUN}/python"
 _PROXY_SOCKET_IN = f"{_RUN}/proxy.sock"
+#: the port of the proxy relay on the sandbox's own loopback (network ``proxy``)
+RELAY_PORT = 3128
 _SANDBOX_UID = 1000
 
 #: read-only system hierarchies (a symlink on the host stays a symlink inside)
@@ -316,13 +320,13 @@ def _probe(bwrap: str | None) -> Probe:
     version: tuple[int, ...] = ()
     userns, error = False, ""
     try:
-        out = subprocess.run(
+        out = subprocess.run(  # noqa: S603 - bwrap found on PATH, fixed arguments
             [bwrap, "--version"], capture_output=True, timeout=10, env={}, check=False
         )
         m = re.search(rb"(\d+)\.(\d+)\.(\d+)", out.stdout)
         version = tuple(int(x) for x in m.groups()) if m else ()
         true = shutil.which("true") or "/bin/true"
-        run = subprocess.run(
+        run = subprocess.run(  # noqa: S603 - bwrap found on PATH, fixed arguments
             [bwrap, *_NAMESPACES, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", true],
             capture_output=True,
             timeout=10,
@@ -468,6 +472,81 @@ def _interpreter(system_paths: Sequence[str]) -> _Interpreter:
     raise SandboxUnavailable("no Python interpreter found to start the sandbox launcher")
 
 
+# -- the proxy bridge (network: proxy) ----------------------------------------------
+
+
+class ProxyBridge:
+    """Carries connections from a Unix socket to stockade's forward proxy.
+
+    How the proxy gets into a sandbox whose network namespace has nothing but
+    its own loopback: the bridge listens on a Unix socket in a private
+    folder on the host; the socket is bound into the sandbox at
+    ``/run/stockade/proxy.sock``; inside, the launcher's relay listens on
+    ``127.0.0.1:3128`` and carries each connection to that socket; here,
+    each connection is carried on to the proxy's TCP address. The command
+    gets ``HTTP_PROXY``/``HTTPS_PROXY`` pointing at the relay; seccomp lets it
+    make IPv4/IPv6 sockets and Landlock lets it connect to port 3128 only.
+    So every request is decided and audited by the proxy, with the ``http:``
+    rules.
+    """
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        import socket
+        import tempfile
+
+        self.address = address
+        self._dir = tempfile.mkdtemp(prefix="stockade-bridge-")
+        self.path = os.path.join(self._dir, "proxy.sock")
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(self.path)
+        self._server.listen(64)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="stockade-bridge", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while not self._closed.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.address, timeout=10)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pump, args=(src, dst), daemon=True).start()
+
+    def close(self) -> None:
+        """Stop accepting and remove the socket."""
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._server.shutdown(2)
+        self._server.close()
+        self._thread.join(timeout=5)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _pump(src: Any, dst: Any) -> None:
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(2)
+        src.close()
+
+
 # -- the sandbox -------------------------------------------------------------------
 
 
@@ -486,14 +565,17 @@ class Sandbox:
         if not workspace.is_dir():
             raise ExecError(f"the workspace `{config.workspace}` is not a directory")
         self.workspace = workspace
-        if config.network == "proxy" and config.proxy_socket is None:
-            raise ExecError("network `proxy` needs the proxy's unix socket (`proxy_socket`)")
+        if config.network == "proxy" and config.proxy_address is None:
+            raise ExecError("network `proxy` needs the proxy's address (`proxy_address`)")
         self._interp = _interpreter(config.system_paths)
         self._launcher = str(Path(__file__).with_name("sandbox_launcher.py"))
         self._cgroup_base: Path | None = None
         self.probe = probe()
+        self._bridge: ProxyBridge | None = None
         if config.mode == "bwrap":
             self._check_available()
+            if config.network == "proxy" and config.proxy_address is not None:
+                self._bridge = ProxyBridge(config.proxy_address)
             self._seccomp = (
                 sandbox_seccomp.build_filter(allow_inet=config.network == "proxy")
                 if self._layers_on.seccomp
@@ -519,7 +601,7 @@ class Sandbox:
 
         >>> # sandbox = Sandbox.from_policy(Policy.from_file("policy.yaml"))
         """
-        from stockade.tools.exec import ExecConfig  # noqa: PLC0415 - exec imports this module
+        from stockade.tools.exec import ExecConfig
 
         section = policy.section("exec")
         if not isinstance(section, ExecConfig):
@@ -574,12 +656,12 @@ class Sandbox:
         for name in ("passwd", "group"):
             args += ["--ro-bind", str(_DATA / name), f"/etc/{name}"]
         args += ["--proc", "/proc", "--dev", "/dev"]
-        args += ["--size", str(cfg.limits.tmp_size), "--tmpfs", "/tmp"]
+        args += ["--size", str(cfg.limits.tmp_size), "--tmpfs", "/tmp"]  # noqa: S108 - private
         args += ["--ro-bind", self._launcher, _LAUNCHER_IN]
         if self._interp.bind is not None:
             args += ["--ro-bind", self._interp.bind, _PYTHON_IN]
-        if cfg.network == "proxy" and cfg.proxy_socket is not None:
-            args += ["--ro-bind", str(cfg.proxy_socket), _PROXY_SOCKET_IN]
+        if self._bridge is not None:
+            args += ["--bind", self._bridge.path, _PROXY_SOCKET_IN]
         args += ["--bind", str(self.workspace), WORKSPACE]
         return args
 
@@ -592,7 +674,8 @@ class Sandbox:
         paths += [(p, "ro") for p in cfg.etc_files if os.path.lexists(p)]
         paths += [("/etc/passwd", "ro"), ("/etc/group", "ro"), (_RUN, "ro"), ("/proc", "ro")]
         paths += [("/dev", "dev"), ("/tmp", "rw"), (WORKSPACE, "rw")]  # noqa: S108 - private tmpfs
-        return {"paths": paths, "connect_tcp": [], "require": False}
+        ports = [RELAY_PORT] if self._bridge is not None else []
+        return {"paths": paths, "connect_tcp": ports, "require": False}
 
     def _layer_facts(self) -> dict[str, Any]:
         cfg = self.config
@@ -646,8 +729,8 @@ class Sandbox:
             "TMPDIR": "/tmp",  # noqa: S108 - the sandbox's private tmpfs
             "USER": "agent",
         }
-        if self.config.network == "proxy" and self._proxy_port:
-            url = f"http://127.0.0.1:{self._proxy_port}"
+        if self._bridge is not None:
+            url = f"http://127.0.0.1:{RELAY_PORT}"
             for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
                 env[name] = url
         for key, value in self.config.env.items():
@@ -656,12 +739,10 @@ class Sandbox:
             env[key] = value
         return env
 
-    _proxy_port = 0
-
     def _resolve_cwd(self, cwd: str) -> tuple[str, str]:
         """The working directory inside the sandbox and on the host."""
         rel = posixpath.normpath(cwd or ".")
-        if rel.startswith("/") or rel == ".." or rel.startswith("../"):
+        if rel == ".." or rel.startswith(("/", "../")):
             raise ExecError(f"the working directory `{cwd}` is outside the workspace")
         host = os.path.realpath(self.workspace / rel)
         if host != str(self.workspace) and not host.startswith(str(self.workspace) + "/"):
@@ -697,6 +778,8 @@ class Sandbox:
         if bwrap:
             if self._layers_on.landlock and self.probe.landlock > 0:
                 launcher_cfg["landlock"] = self._landlock_config()
+            if self._bridge is not None:
+                launcher_cfg["relay"] = [RELAY_PORT, _PROXY_SOCKET_IN]
             cmd = [*self._prefix]
             if self._seccomp:
                 seccomp_fd = os.memfd_create("stockade-seccomp", 0)
@@ -728,7 +811,7 @@ class Sandbox:
                 env=launcher_env,
                 cwd=popen_cwd,
                 start_new_session=True,
-                preexec_fn=group.join if group is not None else None,  # noqa: PLW1509
+                preexec_fn=group.join if group is not None else None,
             )
         except OSError as exc:
             os.close(status_r)
@@ -826,6 +909,18 @@ class Sandbox:
             duration_ms=(time.perf_counter() - started) * 1000.0,
             layers=handle.layers,
         )
+
+    def close(self) -> None:
+        """Release what the sandbox holds (the proxy bridge); runs already started go on."""
+        if self._bridge is not None:
+            self._bridge.close()
+            self._bridge = None
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def with_limits(self, limits: Limits) -> Sandbox:
         """A sandbox like this one with other limits."""

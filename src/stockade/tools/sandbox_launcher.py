@@ -1,13 +1,18 @@
 """The last step before a sandboxed command: resource limits, Landlock, exec.
 
-This file runs *inside* the sandbox (``python -I -S sandbox_launcher.py CONFIG
--- ARGV...``, CONFIG being a hex-encoded :mod:`marshal` dict), after bubblewrap has built the namespaces and loaded the
-seccomp filter, and right before the command itself. It MUST NOT import
+This file runs *inside* the sandbox (``python -I -S sandbox_launcher.py
+CONFIG -- ARGV...``, CONFIG a hex-encoded :mod:`marshal` dict), after
+bubblewrap has built the namespaces and loaded the seccomp filter, and right
+before the command itself. It MUST NOT import
 anything from stockade or from outside the standard library: the sandbox only
 holds the interpreter's own prefix.
 
 What it does, in order:
 
+0. with the proxy network, start the relay: a process listening on
+   ``127.0.0.1:PORT`` inside the sandbox's network namespace that carries
+   each connection to the Unix socket of stockade's proxy bridge (bound into
+   the sandbox); the relay confines itself with Landlock to nothing at all;
 1. set the resource limits (CPU seconds, address space, processes, file size,
    open files, no core dumps);
 2. where the kernel has Landlock, restrict the process (and so the command
@@ -27,11 +32,12 @@ The module is importable too: :func:`landlock_abi` is the parent's probe.
 from __future__ import annotations
 
 import _ctypes
-import _signal
+import _signal  # type: ignore[import-not-found]
 import marshal
 import os
 import resource
 import sys
+from typing import Any
 
 __all__ = ["landlock_abi", "main"]
 
@@ -92,18 +98,21 @@ _LIMITS = {
 # which every sandboxed command pays.
 
 
-class _Long(_ctypes._SimpleCData):  # type: ignore[misc,name-defined]
+_ct: Any = _ctypes
+
+
+class _Long(_ct._SimpleCData):  # type: ignore[misc]
     _type_ = "l"
 
 
-class _Func(_ctypes.CFuncPtr):  # type: ignore[misc,name-defined]
-    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO  # type: ignore[attr-defined]
+class _Func(_ct.CFuncPtr):  # type: ignore[misc]
+    _flags_ = _ct.FUNCFLAG_CDECL | _ct.FUNCFLAG_USE_ERRNO
     _restype_ = _Long
 
 
 class _Libc:
     def __init__(self) -> None:
-        self._handle = _ctypes.dlopen(None, 0)  # type: ignore[attr-defined]
+        self._handle = _ct.dlopen(None, 0)
         self._syscall = _Func(("syscall", self))
         self._prctl = _Func(("prctl", self))
 
@@ -117,7 +126,7 @@ class _Libc:
 
 
 def _errno() -> int:
-    return int(_ctypes.get_errno())  # type: ignore[attr-defined]
+    return int(_ct.get_errno())
 
 
 def landlock_abi() -> int:
@@ -215,18 +224,77 @@ def _rlimits(limits: dict[str, int]) -> None:
             raise _Fail(f"cannot set the {name} limit: {exc}") from None
 
 
+def _relay(listen_port: int, socket_path: str) -> None:
+    """Start the proxy relay in a detached grandchild (reparented to the sandbox's init)."""
+    import select
+    import socket
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", listen_port))
+    server.listen(64)
+    pid = os.fork()
+    if pid:
+        server.close()
+        os.waitpid(pid, 0)
+        return
+    # child: fork again so the command never sees the relay as its child
+    if os.fork():
+        os._exit(0)
+    try:
+        os.setsid()
+        devnull = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        _landlock({"paths": [], "connect_tcp": []})
+        pairs: dict[socket.socket, socket.socket] = {}
+        while True:
+            ready, _, _ = select.select([server, *pairs], [], [])
+            for sock in ready:
+                if sock is server:
+                    client, _ = server.accept()
+                    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    try:
+                        upstream.connect(socket_path)
+                    except OSError:
+                        client.close()
+                        upstream.close()
+                        continue
+                    pairs[client] = upstream
+                    pairs[upstream] = client
+                    continue
+                other = pairs.get(sock)
+                if other is None:
+                    continue
+                try:
+                    data = sock.recv(65536)
+                    if data:
+                        other.sendall(data)
+                        continue
+                except OSError:
+                    pass
+                for s in (sock, other):
+                    pairs.pop(s, None)
+                    s.close()
+    finally:
+        os._exit(0)
+
+
 def main(argv: list[str]) -> int:
     """Apply the configuration in ``argv[1]`` and exec the command after ``--``."""
     if len(argv) < 4 or argv[2] != "--":
         sys.stderr.write("stockade launcher: usage: launcher CONFIG -- PROGRAM [ARGS...]\n")
         return 126
-    cfg = marshal.loads(bytes.fromhex(argv[1]))
+    cfg = marshal.loads(bytes.fromhex(argv[1]))  # noqa: S302 - written by our parent
     status_fd = int(cfg.get("status_fd", -1))
     report: dict[str, object] = {"landlock": 0}
     try:
         if status_fd >= 0:
             os.set_inheritable(status_fd, False)  # closes on exec: EOF means "started"
         _rlimits(dict(cfg.get("limits") or {}))
+        relay = cfg.get("relay")
+        if relay:
+            _relay(int(relay[0]), str(relay[1]))
         if cfg.get("landlock") is not None:
             report["landlock"] = _landlock(dict(cfg["landlock"]))
         # Python ignores SIGPIPE and SIGXFSZ, and ignored signals stay ignored
@@ -239,13 +307,13 @@ def main(argv: list[str]) -> int:
         env = {str(k): str(v) for k, v in dict(cfg.get("env") or {}).items()}
         if status_fd >= 0:
             os.write(status_fd, f"ok landlock={report['landlock']}\n".encode())
-        os.execve(argv[3], argv[3:], env)
+        os.execve(argv[3], argv[3:], env)  # noqa: S606 - the command is the point
     except (_Fail, OSError) as exc:
         message = str(exc) if isinstance(exc, _Fail) else f"cannot start `{argv[3]}`: "
         if isinstance(exc, OSError):
             message += (exc.strerror or type(exc).__name__).lower()
         if status_fd >= 0:
-            try:
+            try:  # noqa: SIM105 - contextlib costs milliseconds at every start
                 os.write(status_fd, f"error {message}\n".encode())
             except OSError:
                 pass

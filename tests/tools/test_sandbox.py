@@ -1,0 +1,201 @@
+"""The sandbox: legitimate commands run, results are reported, the machine's gaps are refused."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import stockade.tools.sandbox as sandbox_mod
+from stockade.errors import ExecError, SandboxUnavailable
+from stockade.tools.sandbox import Limits, Sandbox, SandboxConfig
+
+LEGIT = Path(__file__).resolve().parents[1] / "attacks" / "exec" / "legit.yaml"
+ENTRIES: list[dict[str, Any]] = yaml.safe_load(LEGIT.read_text(encoding="utf-8"))
+PY = "/usr/bin/python3"
+
+
+@pytest.fixture
+def sandbox(workspace: Path) -> Sandbox:
+    return Sandbox(SandboxConfig(workspace=workspace, limits=Limits(timeout=20)))
+
+
+@pytest.fixture
+def fresh_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget the cached probe so a changed PATH is seen."""
+    monkeypatch.setattr(sandbox_mod, "_probes", {})
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e["id"] for e in ENTRIES])
+def test_legitimate_command_runs(entry: dict[str, Any], sandbox: Sandbox, workspace: Path) -> None:
+    argv = ["/bin/sh", "-c", entry["sh"]] if "sh" in entry else [PY, "-c", entry["py"]]
+    stdin = entry.get("stdin")
+    result = sandbox.run(argv, stdin=stdin.encode() if stdin else None)
+    exp = entry["expect"]
+    why = f"{result.describe()}: {result.stdout!r} {result.stderr!r}"
+    assert result.exit_code == exp["exit"], why
+    assert not result.killed and not result.truncated
+    if "stdout_has" in exp:
+        assert exp["stdout_has"] in result.stdout.decode(), why
+    if "workspace_file" in exp:
+        name, content = exp["workspace_file"]
+        assert (workspace / name).read_text() == content
+
+
+def test_layers_are_reported(sandbox: Sandbox) -> None:
+    result = sandbox.run(["/bin/true"])
+    layers = result.layers
+    assert layers["backend"] == "bwrap"
+    assert layers["seccomp"] is True
+    assert layers["network"] == "none"
+    assert {"user", "pid", "ipc", "uts", "cgroup", "net", "mount"} <= set(layers["namespaces"])
+    assert layers["landlock"] == sandbox.probe.landlock
+    assert result.ok
+    assert result.describe() == "exit status 0"
+
+
+def test_kernel_sees_seccomp_and_no_capabilities(sandbox: Sandbox) -> None:
+    out = sandbox.run(["/bin/cat", "/proc/self/status"]).stdout.decode()
+    fields = dict(line.split(":\t", 1) for line in out.splitlines() if ":\t" in line)
+    assert fields["Seccomp"].strip() == "2"
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert int(fields["CapEff"], 16) == 0
+    assert int(fields["CapBnd"], 16) == 0
+
+
+def test_cwd_inside_the_workspace(sandbox: Sandbox, workspace: Path) -> None:
+    (workspace / "sub").mkdir()
+    assert sandbox.run(["/bin/pwd"], cwd="sub").stdout == b"/workspace/sub\n"
+
+
+@pytest.mark.parametrize("cwd", ["..", "../x", "/etc", "sub/../../x", "missing"])
+def test_cwd_outside_or_missing_is_refused(sandbox: Sandbox, cwd: str) -> None:
+    with pytest.raises(ExecError):
+        sandbox.run(["/bin/pwd"], cwd=cwd)
+
+
+def test_cwd_symlink_out_of_the_workspace_is_refused(sandbox: Sandbox, workspace: Path) -> None:
+    (workspace / "link").symlink_to("/etc")
+    with pytest.raises(ExecError, match="outside the workspace"):
+        sandbox.run(["/bin/pwd"], cwd="link")
+
+
+def test_relative_program_is_refused(sandbox: Sandbox) -> None:
+    with pytest.raises(ExecError, match="absolute path"):
+        sandbox.run(["ls"])
+
+
+def test_missing_program_is_an_error_not_a_run(sandbox: Sandbox) -> None:
+    with pytest.raises(ExecError, match="did not start the command: cannot start"):
+        sandbox.run(["/usr/bin/no-such-program-here"])
+
+
+def test_workspace_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ExecError, match="not a directory"):
+        Sandbox(SandboxConfig(workspace=tmp_path / "nope"))
+
+
+def test_missing_bubblewrap_refuses_with_install_hint(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_probe: None
+) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(SandboxUnavailable, match="apt-get install bubblewrap"):
+        Sandbox(SandboxConfig(workspace=workspace))
+
+
+def test_broken_user_namespaces_refuse(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_probe: None
+) -> None:
+    """A bwrap that cannot make namespaces (as on a kernel that forbids them) is refused."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "bwrap"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = --version ]; then echo "bubblewrap 0.8.0"; exit 0; fi\n'
+        'echo "bwrap: No permissions to creating new namespace" >&2; exit 1\n'
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
+    with pytest.raises(SandboxUnavailable, match="user namespaces do not work here"):
+        Sandbox(SandboxConfig(workspace=workspace))
+
+
+def test_sandbox_none_runs_with_limits_only_and_says_so(workspace: Path) -> None:
+    sb = Sandbox(SandboxConfig(workspace=workspace, mode="none", limits=Limits(cpu=1)))
+    assert "warning" in sb.layers
+    assert sb.layers["backend"] == "none"
+    result = sb.run(["/bin/sh", "-c", "pwd; while :; do :; done"])
+    assert result.stdout.decode().strip() == str(workspace.resolve())
+    assert result.signal == "SIGXCPU"
+    assert result.layers["seccomp"] is False
+
+
+def test_sandbox_none_environment_is_not_the_parents(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STOCKADE_TEST_SECRET", "s3cr3t-none-mode")
+    sb = Sandbox(SandboxConfig(workspace=workspace, mode="none"))
+    assert b"s3cr3t" not in sb.run(["/usr/bin/env"]).stdout
+
+
+def test_configured_env_is_passed(workspace: Path) -> None:
+    sb = Sandbox(SandboxConfig(workspace=workspace, env={"GREETING": "hi"}))
+    assert b"GREETING=hi" in sb.run(["/usr/bin/env"]).stdout
+
+
+def test_popen_long_lived_child_with_pipes(sandbox: Sandbox) -> None:
+    code = "import sys\nfor line in sys.stdin:\n    print(line.strip().upper(), flush=True)\n"
+    with sandbox.popen([PY, "-u", "-c", code], limits=Limits(cpu=60)) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        for word in (b"alpha", b"beta"):
+            proc.stdin.write(word + b"\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == word.upper() + b"\n"
+        assert proc.poll() is None
+        assert proc.layers["seccomp"] is True
+    assert proc.returncode is not None
+
+
+def test_popen_kill_ends_the_whole_tree(sandbox: Sandbox) -> None:
+    proc = sandbox.popen(["/bin/sh", "-c", "sleep 4711 & sleep 4712 & wait"])
+    proc.kill()
+    proc.kill()  # twice is fine
+    assert proc.returncode is not None
+    assert _leftovers("sleep 471") == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the pids cgroup is only used by root")
+def test_root_runs_leave_no_cgroups(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[Path] = []
+    real_create = sandbox_mod._PidsCgroup.create
+
+    def create(base: Path, limit: int) -> Any:
+        group = real_create(base, limit)
+        made.append(group.path)
+        return group
+
+    monkeypatch.setattr(sandbox_mod._PidsCgroup, "create", staticmethod(create))
+    sandbox.run(["/bin/true"])
+    sandbox.run(["/bin/sh", "-c", "sleep 30"], limits=Limits(timeout=0.5))
+    assert len(made) == 2
+    assert not any(p.exists() for p in made)
+
+
+def _leftovers(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if marker.encode() in cmdline and b"-c" not in cmdline:
+                found.append(int(entry))
+    return found
