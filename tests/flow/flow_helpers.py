@@ -64,7 +64,9 @@ class Harness:
         action = READ_TOOLS[tool][0]
         self.guard.call(tool, action, {"id": key}, session=session)
 
-    def outcome(self, tool: str, action: str, args: dict[str, Any], session: Any) -> tuple[str, str]:
+    def outcome(
+        self, tool: str, action: str, args: dict[str, Any], session: Any
+    ) -> tuple[str, str]:
         """Run a call; return (allow|deny|ask, rule)."""
         try:
             result = self.guard.call(tool, action, args, session=session)

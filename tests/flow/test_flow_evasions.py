@@ -8,9 +8,7 @@ import pytest
 import yaml
 from flow_helpers import ATTACKS, Harness, load_policy
 
-FAMILIES: list[dict[str, Any]] = yaml.safe_load((ATTACKS / "evasions.yaml").read_text())[
-    "families"
-]
+FAMILIES: list[dict[str, Any]] = yaml.safe_load((ATTACKS / "evasions.yaml").read_text())["families"]
 ATTACKS_ = [(f, v) for f in FAMILIES for v in f["attack"]]
 LEGIT = [(f, v) for f in FAMILIES for v in f["legit"]]
 
@@ -44,9 +42,7 @@ def test_evasion_is_caught(family: dict[str, Any], variant: dict[str, Any]) -> N
     assert rule.startswith("flow:")
 
 
-@pytest.mark.parametrize(
-    ("family", "value"), LEGIT, ids=[f"{f['name']}: {v}" for f, v in LEGIT]
-)
+@pytest.mark.parametrize(("family", "value"), LEGIT, ids=[f"{f['name']}: {v}" for f, v in LEGIT])
 def test_legitimate_value_is_allowed(family: dict[str, Any], value: str) -> None:
     harness, session = _session(family)
     effect, rule = harness.outcome(family["tool"], family["action"], _args(family, value), session)

@@ -221,6 +221,7 @@ class SessionIndex:
     max_bytes: int = 16 * 1024 * 1024
     pieces: list[Piece] = field(default_factory=list)
     indexed_bytes: int = 0
+    user_bytes: int = 0
     unindexed: list[Label] = field(default_factory=list)
     read_untrusted: bool = False
     read_confidentiality: Confidentiality | None = None
@@ -246,12 +247,19 @@ class SessionIndex:
         with self.lock:
             if not user:
                 self._note(labels)
-            if self.indexed_bytes + len(text) > self.max_bytes or len(self.pieces) >= _MAX_PIECES:
-                self.unindexed.extend(x for x in labels if x not in self.unindexed)
+            # The user's words have their own allowance: a full index must not
+            # stop the user from vouching for a value.
+            used = self.user_bytes if user else self.indexed_bytes
+            if used + len(text) > self.max_bytes or len(self.pieces) >= _MAX_PIECES:
+                if not user:
+                    self.unindexed.extend(x for x in labels if x not in self.unindexed)
                 return None
             piece = Piece(len(self.pieces), labels, tool, action, call_id, user, len(text))
             self.pieces.append(piece)
-            self.indexed_bytes += len(text)
+            if user:
+                self.user_bytes += len(text)
+            else:
+                self.indexed_bytes += len(text)
             hashes, offsets = _entries(canon(text))
             self._index.add_many(piece.id, hashes, offsets)
             return piece
