@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from stockade import Guard, MemoryAuditSink
-from stockade.integrations.mcp import MCPProxy, PinStore, ToolFingerprint
+from stockade.integrations.mcp import MCPProxy, PinStore, ToolFingerprint, pin_server
 
 pytest.importorskip("mcp")
 from mcp import Client
@@ -74,25 +74,10 @@ async def test_identity_change_blocks_until_re_pinned(tmp_path: Path, workspace:
         assert result.is_error
         text = result.content[0].text  # type: ignore[union-attr]
         assert "identity changed since it was pinned (version `1.0.0` → `2.0.0`)" in text
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stockade.cli",
-            "mcp",
-            "pin",
-            "--policy",
-            str(policy_file),
-            "--",
-            *v2,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "approved server identity change: version `1.0.0` → `2.0.0`" in out.stdout
+    # what `stockade mcp pin` runs (the command itself is tested below)
+    check, prints, findings = await pin_server(Guard.from_file(policy_file), v2)
+    assert check.identity == "version `1.0.0` → `2.0.0`"
+    assert len(prints) == 4 and findings == {}
     guard = Guard.from_file(policy_file)
     async with MCPProxy(guard, v2) as proxy:
         result = await proxy.call_tool("echo", {"text": "hi"})
