@@ -212,7 +212,8 @@ def _tail(args: argparse.Namespace) -> int:
     try:
         last = list(store.query(Query(limit=args.lines, newest_first=True)))[::-1]
         _print_records(last, args.json, sys.stdout)
-        after = last[-1].seq if last else -1
+        newest = list(store.query(Query(limit=1, newest_first=True)))
+        after = newest[0].seq if newest else -1
         polls = 0
         while args.follow and (args.max_polls is None or polls < args.max_polls):
             time.sleep(args.interval)
