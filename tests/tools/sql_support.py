@@ -122,6 +122,40 @@ class SQLEnv:
         policy = Policy.from_text(self.policy_text(url=url, extra=extra, tables=tables))
         return Guard(policy, audit=MemoryAuditSink(), scanner=NoScanner(), flow=NoFlow())
 
+    # -- shared per module: connections are slow to open on a busy machine --
+
+    def shared(self, name: str, make: Any) -> Any:
+        """One object per environment, closed with it (a guard, a tool, an engine)."""
+        if name not in self.extras:
+            self.extras[name] = make()
+        return self.extras[name]
+
+    def shared_guard(self) -> Guard:
+        """A guard on the least-privilege account, shared by a module's tests."""
+        guard: Guard = self.shared("guard", self.guard)
+        return guard
+
+    def shared_engine(self) -> Any:
+        """The engine layer alone, shared by a module's tests."""
+        from stockade.hazmat.sql_connection import engine_only
+
+        return self.shared("engine", lambda: engine_only(self.config()))
+
+    def shared_parser_tool(self) -> Any:
+        """The parser layer alone (raw administrator connection), shared."""
+        from stockade.hazmat.sql_connection import parser_only_tool
+
+        return self.shared(
+            "parser_tool", lambda: parser_only_tool({"shop": self.config(url=self.admin_url)})
+        )
+
+    def close(self) -> None:
+        """Close what :meth:`shared` opened."""
+        for key in ("guard", "engine", "parser_tool", "admin_conn"):
+            obj = self.extras.pop(key, None)
+            if obj is not None:
+                obj.close()
+
     def marker(self, attack_id: str) -> Path:
         """A file path that an attack would create."""
         return self.tmp / f"marker-{attack_id}"
@@ -149,7 +183,10 @@ class SQLEnv:
         if self.kind == "postgres":
             import psycopg
 
-            with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn = self.shared(
+                "admin_conn", lambda: psycopg.connect(self.admin_url, autocommit=True)
+            )
+            if True:
                 objects = sorted(
                     r[0]
                     for r in conn.execute(
@@ -165,8 +202,11 @@ class SQLEnv:
             return {"objects": objects, "data": data, "seq": seq, "grants": grants}
         import pymysql
 
-        conn = pymysql.connect(**_mysql_params(self.admin_url), autocommit=True)
-        try:
+        conn = self.shared(
+            "admin_conn",
+            lambda: pymysql.connect(**_mysql_params(self.admin_url), autocommit=True),
+        )
+        if True:
             with conn.cursor() as cur:
                 cur.execute("SHOW TABLES")
                 objects = sorted(r[0] for r in cur.fetchall())
@@ -176,8 +216,6 @@ class SQLEnv:
                     data[n] = cur.fetchall()
                 cur.execute("SELECT user FROM mysql.user ORDER BY user")
                 users = cur.fetchall()
-        finally:
-            conn.close()
         return {"objects": objects, "data": data, "users": users}
 
 
@@ -204,9 +242,11 @@ def make_sqlite(tmp: Path) -> SQLEnv:
 
 
 @pytest.fixture(scope="module")
-def sqlite_env(tmp_path_factory: pytest.TempPathFactory) -> SQLEnv:
+def sqlite_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SQLEnv]:
     """A fresh SQLite database (one per module)."""
-    return make_sqlite(tmp_path_factory.mktemp("sqlite"))
+    env = make_sqlite(tmp_path_factory.mktemp("sqlite"))
+    yield env
+    env.close()
 
 
 def _schema_columns() -> dict[str, list[str]]:
@@ -251,6 +291,7 @@ def pg_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SQLEnv]:
         env.extras["role"] = role
         env.extras["base"] = base
         yield env
+        env.close()
     finally:
         admin.close()
         with psycopg.connect(base, autocommit=True) as conn:
@@ -292,6 +333,7 @@ def mariadb_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SQLEnv]:
                     cur.execute(stmt)
         env.extras["user"] = user
         yield env
+        env.close()
     finally:
         with root.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{dbname}`")

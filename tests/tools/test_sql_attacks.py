@@ -20,7 +20,6 @@ import pytest
 from sql_support import SQLEnv, load_corpus, mariadb_env, pg_env, sqlite_env
 
 from stockade.errors import Denied, SQLError
-from stockade.hazmat.sql_connection import engine_only, parser_only_tool
 from stockade.model import ToolCall
 
 __all__ = ["mariadb_env", "pg_env", "sqlite_env"]  # fixtures used by name
@@ -48,15 +47,12 @@ def _env(request: pytest.FixtureRequest, kind: str) -> SQLEnv:
 
 def _parser_only(env: SQLEnv, sql: str) -> Any:
     """Run a statement the way the guard would, with the engine layer switched off."""
-    tool = parser_only_tool({"shop": env.config(url=env.admin_url)})
-    try:
-        call = tool.prepare(ToolCall("sql", "query", {"sql": sql}, session="t"))
-        decision = tool.check(call)
-        if decision is not None:
-            return decision
-        return tool.execute(call, None)  # type: ignore[arg-type]
-    finally:
-        tool.close()
+    tool = env.shared_parser_tool()
+    call = tool.prepare(ToolCall("sql", "query", {"sql": sql}, session="t"))
+    decision = tool.check(call)
+    if decision is not None:
+        return decision
+    return tool.execute(call, None)
 
 
 @pytest.mark.parametrize(("kind", "attack"), _params("attacks", where=lambda c: c["parser"]))
@@ -80,20 +76,17 @@ def test_engine_layer_alone_blocks(
     env = _env(request, kind)
     sql = env.render(attack["sql"], attack["id"])
     before = env.state()
-    engine = engine_only(env.config())
-    try:
-        expected = attack["engine"]
-        if expected == "harmless":
-            result = engine.query(sql, max_rows=50, timeout=0.5)
-            flat = [v for row in result.rows for v in row]
-            assert not any(isinstance(v, (str, bytes)) and v for v in flat), flat
-        else:
-            with pytest.raises(SQLError) as info:
-                engine.query(sql, max_rows=50, timeout=0.5)
-            if expected == "timeout":
-                assert "timed out" in str(info.value)
-    finally:
-        engine.close()
+    engine = env.shared_engine()
+    expected = attack["engine"]
+    if expected == "harmless":
+        result = engine.query(sql, max_rows=50, timeout=0.5)
+        flat = [v for row in result.rows for v in row]
+        assert not any(isinstance(v, (str, bytes)) and v for v in flat), flat
+    else:
+        with pytest.raises(SQLError) as info:
+            engine.query(sql, max_rows=50, timeout=0.5)
+        if expected == "timeout":
+            assert "timed out" in str(info.value)
     assert env.state() == before
     assert not env.marker(attack["id"]).exists()
 
@@ -103,14 +96,14 @@ def test_guard_blocks(request: pytest.FixtureRequest, kind: str, attack: dict[st
     env = _env(request, kind)
     sql = env.render(attack["sql"], attack["id"])
     before = env.state()
-    with env.guard() as guard:
-        if attack["parser"]:
-            with pytest.raises(Denied) as info:
-                guard.call("sql", "query", {"sql": sql})
-            assert info.value.rule == attack["parser"]
-        else:
-            with pytest.raises(SQLError):
-                guard.call("sql", "query", {"sql": sql})
+    guard = env.shared_guard()
+    if attack["parser"]:
+        with pytest.raises(Denied) as info:
+            guard.call("sql", "query", {"sql": sql})
+        assert info.value.rule == attack["parser"]
+    else:
+        with pytest.raises(SQLError):
+            guard.call("sql", "query", {"sql": sql})
     assert env.state() == before
     assert not env.marker(attack["id"]).exists()
 
@@ -121,8 +114,7 @@ def test_legit_queries_pass_both_layers(
 ) -> None:
     env = _env(request, kind)
     sql = env.render(case["sql"], case["id"])
-    with env.guard() as guard:
-        result = guard.call("sql", "query", {"sql": sql})
+    result = env.shared_guard().call("sql", "query", {"sql": sql})
     value = result.value
     assert value["row_count"] == case["rows"], value
     masked = case.get("masked", [])
@@ -132,11 +124,7 @@ def test_legit_queries_pass_both_layers(
                 assert v == "***"
             else:
                 assert v != "***"
-    engine = engine_only(env.config())
-    try:
-        direct = engine.query(sql, max_rows=50, timeout=5)
-    finally:
-        engine.close()
+    direct = env.shared_engine().query(sql, max_rows=50, timeout=5)
     assert len(direct.rows) == case["rows"]
 
 
@@ -153,13 +141,9 @@ def test_langchain_sql_chain_cves_blocked(
 ) -> None:
     env = _env(request, kind)
     before = env.state()
-    with env.guard() as guard, pytest.raises(Denied) as info:
-        guard.call("sql", "query", {"sql": case["sql"]})
+    with pytest.raises(Denied) as info:
+        env.shared_guard().call("sql", "query", {"sql": case["sql"]})
     assert info.value.rule.startswith("sql:")
-    engine = engine_only(env.config())
-    try:
-        with pytest.raises(SQLError):
-            engine.query(case["sql"], max_rows=50, timeout=0.5)
-    finally:
-        engine.close()
+    with pytest.raises(SQLError):
+        env.shared_engine().query(case["sql"], max_rows=50, timeout=0.5)
     assert env.state() == before

@@ -385,7 +385,11 @@ class PostgresEngine(Engine):
         self._conn: Any = None
         self._connect()
         if spec.verify_grants:
-            self.verify_role()
+            try:
+                self.verify_role()
+            except BaseException:
+                self._conn.close()
+                raise
 
     def _connect(self) -> None:
         psycopg = self._psycopg
@@ -566,7 +570,6 @@ class PostgresEngine(Engine):
             finally:
                 self._rollback()
                 self._release_session_state()
-                conn.read_only = self.spec.read_only
         return QueryResult(columns, rows[:max_rows], truncated=len(rows) > max_rows)
 
     def _release_session_state(self) -> None:
@@ -575,6 +578,7 @@ class PostgresEngine(Engine):
             if self._conn is not None and not self._conn.closed:
                 self._conn.execute("SELECT pg_advisory_unlock_all()")
                 self._conn.rollback()
+                self._conn.read_only = self.spec.read_only
         except self._psycopg.Error:
             self._conn.close()
 
@@ -583,7 +587,7 @@ class PostgresEngine(Engine):
             if self._conn is not None and not self._conn.closed:
                 self._conn.rollback()
         except self._psycopg.Error:
-            self._conn.close()
+            self._conn.close()  # a lost connection: the next statement opens a new one
 
     @contextmanager
     def transaction(self, *, timeout: float) -> Iterator[Callable[[str], QueryResult]]:
@@ -692,7 +696,11 @@ class MySQLEngine(Engine):
         self._mariadb = True
         self._connect()
         if spec.verify_grants:
-            self.verify_grants()
+            try:
+                self.verify_grants()
+            except BaseException:
+                self._conn.close()
+                raise
 
     def _connect(self) -> None:
         pymysql = self._pymysql
