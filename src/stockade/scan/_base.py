@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ import re2
 from stockade.errors import ConfigurationError
 from stockade.model import Finding
 
-__all__ = ["Hit", "compile_re2", "entropy", "map_strings", "walk_strings"]
+__all__ = ["Encoded", "Hit", "compile_re2", "entropy", "map_strings", "walk_strings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,49 @@ class Hit:
             masked=masked,
             where=where,
         )
+
+
+class Encoded:
+    """A text encoded to UTF-8 once, for running many RE2 patterns over its bytes.
+
+    RE2 works on bytes; handing it a ``str`` re-encodes the whole text on every
+    call. Scanners match on :attr:`data` and turn byte offsets back into
+    character offsets with :meth:`char` (free for ASCII text).
+    """
+
+    __slots__ = ("_bytes", "_chars", "ascii", "data", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.ascii = text.isascii()
+        self.data = text.encode("utf-8", "surrogatepass")
+        self._bytes: list[int] = [0]  # known byte offsets, sorted, with their characters
+        self._chars: list[int] = [0]
+
+    def char(self, offset: int) -> int:
+        """The character offset of byte ``offset`` (decodes only from the nearest known one)."""
+        if self.ascii:
+            return offset
+        i = bisect.bisect_right(self._bytes, offset) - 1
+        base_b, base_c = self._bytes[i], self._chars[i]
+        if base_b == offset:
+            return base_c
+        got = base_c + len(self.data[base_b:offset].decode("utf-8", "ignore"))
+        self._bytes.insert(i + 1, offset)
+        self._chars.insert(i + 1, got)
+        return got
+
+    def span(self, m: Any, group: int = 0) -> tuple[int, int]:
+        """The character span of a match (or one of its groups) on :attr:`data`."""
+        s, e = m.span(group)
+        if s < 0:
+            return s, e
+        return self.char(s), self.char(e)
+
+    def group(self, m: Any, group: int = 0) -> str:
+        """A match group on :attr:`data` as text."""
+        raw = m.group(group)
+        return "" if raw is None else bytes(raw).decode("utf-8", "replace")
 
 
 def _options(case_insensitive: bool) -> Any:

@@ -128,7 +128,7 @@ def decode_hidden(text: str) -> list[tuple[int, int, str]]:
     Tag characters decode to ASCII, variation selectors to bytes, runs of
     zero-width characters to bits.
     """
-    if _INVISIBLE_CHARS.search(text) is None:
+    if text.isascii() or _INVISIBLE_CHARS.search(text) is None:
         return []
     out: list[tuple[int, int, str]] = []
     for kind, (rx, _) in _RUNS.items():
@@ -149,7 +149,7 @@ def decode_hidden(text: str) -> list[tuple[int, int, str]]:
 
 def scan_hygiene(text: str) -> list[Hit]:
     """Report invisible characters, bidi overrides and mixed-script words."""
-    if _ANY_SUSPECT.search(text) is None:
+    if text.isascii() or _ANY_SUSPECT.search(text) is None:
         return []
     hits: list[Hit] = []
     for kind, (rx, score) in _RUNS.items():
@@ -179,7 +179,7 @@ def scan_hygiene(text: str) -> list[Hit]:
 
 def strip_invisible(text: str) -> str:
     """``text`` without invisible characters and bidi controls (nothing else changes)."""
-    if _INVISIBLE_CHARS.search(text) is None:
+    if text.isascii() or _INVISIBLE_CHARS.search(text) is None:
         return text
     return _INVISIBLE_CHARS.sub("", text)  # type: ignore[no-any-return]
 
@@ -208,7 +208,7 @@ class Normalized:
 
 def normalize(text: str) -> Normalized:
     """Remove invisible characters, fold fullwidth forms and homoglyphs in mixed words."""
-    if _ANY_SUSPECT.search(text) is None:
+    if text.isascii() or _ANY_SUSPECT.search(text) is None:
         return Normalized(text)
     chars: list[str] = []
     origin: list[int] = []

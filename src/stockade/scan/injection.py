@@ -27,7 +27,7 @@ import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from stockade.scan._base import Hit, compile_re2, compile_set
+from stockade.scan._base import Encoded, Hit, compile_re2, compile_set
 from stockade.scan.hygiene import decode_hidden, normalize
 
 __all__ = ["RULES", "InjectionReport", "InjectionRules", "Rule", "combine_scores"]
@@ -326,8 +326,35 @@ _ROT13 = bytes.maketrans(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
     b"NOPQRSTUVWXYZABCDEFGHIJKLMnopqrstuvwxyzabcdefghijklm",
 )
-_LEET = bytes.maketrans(b"013457@$!|", b"oieastasil")
-_HAS_LEET = compile_re2(r"[a-zA-Z][013457@$!|]+[a-zA-Z]|\b[013457][a-zA-Z]{2,}")
+_LEET = bytes.maketrans(b"0134579@$!|+", b"oieastgasilt")
+_ROT13_HINT = (
+    r"(?i)vtaber|vafgehpg|cerivbhf|flfgrz|cebzcg|qvfertneq|sbetrg|nffvfgnag|erirny|wnvyoernx"
+)
+_LEET_CLASS = {
+    "a": "[a4@]", "e": "[e3]", "i": "[i1!|]", "o": "[o0]", "s": "[s5$]", "t": "[t7+]",
+    "g": "[g9]", "l": "[l1|]", "b": "[b8]",
+}  # fmt: skip
+_LEET_WORDS = (
+    "ignore", "previous", "instructions", "system", "prompt", "disregard", "forget",
+    "jailbreak", "reveal", "password", "above", "assistant",
+)  # fmt: skip
+
+
+def _leet_hint() -> str:
+    """Trigger words written with at least one leet character (one alternative per place)."""
+    alts = []
+    for word in _LEET_WORDS:
+        for i, c in enumerate(word):
+            if c not in _LEET_CLASS:
+                continue
+            leet_only = "[" + _LEET_CLASS[c][2:]  # the class without the letter itself
+            parts = [_LEET_CLASS.get(x, x) for x in word]
+            parts[i] = leet_only
+            alts.append("".join(parts))
+    return "(?i)" + "|".join(alts)
+
+
+_HINTS = compile_set([_ROT13_HINT, _leet_hint()])
 _B64 = compile_re2(r"[A-Za-z0-9+/_-]{24,}={0,2}")
 _HEX = compile_re2(r"\b(?:[0-9a-fA-F]{2}[ :]?){12,}")
 _MAX_DECODED = 64  # encoded runs decoded per text: bounds the work on hostile input
@@ -421,60 +448,51 @@ class InjectionRules:
             hits.append(Hit("injection", rule.family, start, end, rule.score, reason))
 
         view = normalize(text)
-        data = view.text.encode("utf-8", "surrogatepass")
-        chars = _CharOffsets(view.text, data)
+        enc = Encoded(view.text)
+        data = enc.data
+
+        def span(s: int, e: int) -> tuple[int, int]:
+            return view.span(enc.char(s), enc.char(e))
+
         hidden = "" if view.origin is None else "after removing hidden characters"
         found = self._match(data)
         for rule, s, e in found:
-            add(rule, *view.span(chars(s), chars(e)), hidden)
+            add(rule, *span(s, e), hidden)
         plain_rules = {rule.id for rule, _, _ in found}
-        # rot13 and leetspeak only change ASCII bytes: offsets stay where they were.
-        layers = [("rot13", data.translate(_ROT13))]
-        if _HAS_LEET.search(data) is not None:
+        # rot13 and leetspeak only change ASCII bytes: offsets stay where they were. Each
+        # layer is scanned only when a trigger word shows up in that disguise.
+        layers = []
+        hints = _HINTS.Match(data) or ()
+        if 0 in hints:
+            layers.append(("rot13", data.translate(_ROT13)))
+        if 1 in hints:
             layers.append(("leetspeak", data.translate(_LEET)))
         for how, layer in layers:
             for rule, s, e in self._match(layer):
                 if rule.id not in plain_rules:
-                    add(rule, *view.span(chars(s), chars(e)), how)
-        for s, e, decoded in decode_hidden(text):
-            for h in self.scan(decoded, depth=0).hits:
-                add(_rule_of(h, self.rules), s, e, "hidden in invisible characters")
+                    add(rule, *span(s, e), how)
+        if view.origin is not None:  # only then can there be invisible characters
+            for s, e, decoded in decode_hidden(text):
+                for h in self.scan(decoded, depth=0).hits:
+                    add(_rule_of(h, self.rules), s, e, "hidden in invisible characters")
         if depth > 0:
             budget = _MAX_DECODED
             for rx, decode, name in ((_B64, _b64, "base64"), (_HEX, _hex, "hex")):
-                for m in rx.finditer(text):
+                for m in rx.finditer(data):
                     if budget <= 0:
                         break
                     budget -= 1
-                    plain = decode(m.group(0))
+                    plain = decode(m.group(0).decode("ascii"))
                     if plain is None:
                         continue
                     for h in self.scan(plain, depth=depth - 1).hits:
-                        add(_rule_of(h, self.rules), m.start(), m.end(), f"{name}-encoded")
+                        add(_rule_of(h, self.rules), *span(*m.span()), f"{name}-encoded")
         hits.sort(key=lambda h: (h.start, -h.score))
         best: dict[str, float] = {}
         for h in hits:
             rid = h.reason.split(":", 1)[0]
             best[rid] = max(best.get(rid, 0.0), h.score)
         return InjectionReport(combine_scores(best.values()), tuple(hits))
-
-
-class _CharOffsets:
-    """Byte offsets in UTF-8 ``data`` to character offsets in ``text``."""
-
-    def __init__(self, text: str, data: bytes) -> None:
-        self._ascii = len(text) == len(data)
-        self._data = data
-        self._cache: dict[int, int] = {}
-
-    def __call__(self, offset: int) -> int:
-        if self._ascii:
-            return offset
-        got = self._cache.get(offset)
-        if got is None:
-            got = len(self._data[:offset].decode("utf-8", "ignore"))
-            self._cache[offset] = got
-        return got
 
 
 def _rule_of(hit: Hit, rules: tuple[Rule, ...]) -> Rule:

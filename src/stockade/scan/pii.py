@@ -21,8 +21,10 @@ Names and street addresses need a language model; they are not in the core
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import phonenumbers
 from stdnum import iban as _iban
@@ -35,25 +37,26 @@ from stdnum.it import codicefiscale as _cf
 from stdnum.se import personnummer as _pnr
 from stdnum.us import ssn as _ssn
 
-from stockade.scan._base import Hit, compile_re2
+from stockade.scan._base import Encoded, Hit, compile_re2, compile_set
 
 __all__ = ["PII_KINDS", "PIIScanner"]
 
 #: every kind this module reports
 PII_KINDS = ("email", "card", "iban", "national-id", "ip", "phone")
 
-_EMAIL = compile_re2(
+_EMAIL_P = (
     r"\b[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)"
     r"{1,8}[A-Za-z]{2,24}\b"
 )
 _NOT_TLD = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "js", "css", "ts", "py", "md"})
-_CARD = compile_re2(r"\b\d(?:[ -]?\d){12,18}\b")
-_IBAN = compile_re2(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
-_IPV4 = compile_re2(
-    r"\b(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\b"
+_CARD_P = r"\b\d(?:[ -]?\d){12,18}\b"
+_IBAN_P = r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"
+_IPV4_P = r"\b(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\b"
+_IPV6_P = r"(?i)(?:\b[0-9a-f]{1,4}|)(?::[0-9a-f]{0,4}){2,7}(?:%[0-9a-z]+)?"
+_PHONE_P = r"(?:\+|\b00)?\(?\d[\d ().\-/]{5,20}\d\b"
+_EMAIL, _CARD, _IBAN, _IPV4, _IPV6, _PHONE = (
+    compile_re2(p) for p in (_EMAIL_P, _CARD_P, _IBAN_P, _IPV4_P, _IPV6_P, _PHONE_P)
 )
-_IPV6 = compile_re2(r"(?i)(?:\b[0-9a-f]{1,4}|)(?::[0-9a-f]{0,4}){2,7}(?:%[0-9a-z]+)?")
-_PHONE = compile_re2(r"(?:\+|\b00)?\(?\d[\d ().\-/]{5,20}\d\b")
 _VERSION_WORD = compile_re2(r"(?i)\b(?:version|ver\.?|release|v)\s*$")
 _DATE = compile_re2(r"\b(?:19|20)\d\d[-./](?:0?[1-9]|1[0-2])[-./](?:[0-2]?\d|3[01])\b")
 _IDS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
@@ -70,6 +73,11 @@ _IDS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
     ("se-personnummer", r"\b(?:19|20)?\d{6}[-+]\d{4}\b", _pnr.is_valid),
 )
 _ID_RX = [(kind, compile_re2(p), check) for kind, p, check in _IDS]
+#: one pass says which candidate patterns occur at all (in most texts: none)
+_PREFILTER = compile_set(
+    [_EMAIL_P, _CARD_P, _IBAN_P, _IPV4_P, _IPV6_P, _PHONE_P, *(p for _, p, _ in _IDS)]
+)
+_FIRST_ID = 6
 
 
 def _card_ok(digits: str) -> bool:
@@ -110,81 +118,83 @@ class PIIScanner:
 
     def scan(self, text: str) -> list[Hit]:
         """Personal data in ``text``; overlapping candidates go to the most specific kind."""
+        enc = Encoded(text)
+        present = set(_PREFILTER.Match(enc.data) or ())
+        if not present:
+            return []
         hits: list[Hit] = []
-        taken: list[tuple[int, int]] = []
-
-        def free(s: int, e: int) -> bool:
-            return not any(ts < e and s < te for ts, te in taken)
+        taken = _Spans()
 
         def add(kind: str, s: int, e: int, reason: str, score: float = 1.0) -> None:
             hits.append(Hit("pii", kind, s, e, score, reason))
-            taken.append((s, e))
+            taken.add(s, e)
 
-        if "email" in self.kinds and "@" in text:
-            for m in _EMAIL.finditer(text):
-                if m.group(0).rsplit(".", 1)[-1].lower() not in _NOT_TLD:
-                    add("email", m.start(), m.end(), "e-mail address")
-        if "card" in self.kinds:
-            for m in _CARD.finditer(text):
-                digits = m.group(0).replace(" ", "").replace("-", "")
-                if free(m.start(), m.end()) and _card_ok(digits):
-                    add("card", m.start(), m.end(), "payment card number (Luhn)")
-        if "iban" in self.kinds:
-            for m in _IBAN.finditer(text):
-                if free(m.start(), m.end()) and _iban.is_valid(m.group(0)):
-                    add("iban", m.start(), m.end(), "IBAN (mod 97)")
+        if "email" in self.kinds and 0 in present:
+            for s, e, value in _iter(_EMAIL, enc):
+                if value.rsplit(".", 1)[-1].lower() not in _NOT_TLD:
+                    add("email", s, e, "e-mail address")
+        if "card" in self.kinds and 1 in present:
+            for s, e, value in _iter(_CARD, enc):
+                digits = value.replace(" ", "").replace("-", "")
+                if taken.free(s, e) and _card_ok(digits):
+                    add("card", s, e, "payment card number (Luhn)")
+        if "iban" in self.kinds and 2 in present:
+            for s, e, value in _iter(_IBAN, enc):
+                if taken.free(s, e) and _iban.is_valid(value):
+                    add("iban", s, e, "IBAN (mod 97)")
         if "national-id" in self.kinds:
-            for kind, rx, check in _ID_RX:
-                for m in rx.finditer(text):
-                    if free(m.start(), m.end()) and check(m.group(0)):
-                        add("national-id", m.start(), m.end(), f"{kind} (checked)")
+            for i, (kind, rx, check) in enumerate(_ID_RX):
+                if _FIRST_ID + i not in present:
+                    continue
+                for s, e, value in _iter(rx, enc):
+                    if taken.free(s, e) and check(value):
+                        add("national-id", s, e, f"{kind} (checked)")
         if "ip" in self.kinds:
-            self._ips(text, free, add)
-        if "phone" in self.kinds:
-            self._phones(text, free, add)
+            self._ips(enc, present, taken, add)
+        if "phone" in self.kinds and 5 in present:
+            self._phones(enc, taken, add)
         hits.sort(key=lambda h: h.start)
         return hits
 
-    def _ips(self, text: str, free: Callable[[int, int], bool], add: Callable[..., None]) -> None:
-        if "." in text:
-            for m in _IPV4.finditer(text):
-                s, e = m.start(), m.end()
+    def _ips(
+        self, enc: Encoded, present: set[int], taken: _Spans, add: Callable[..., None]
+    ) -> None:
+        text = enc.text
+        if 3 in present:
+            for s, e, _ in _iter(_IPV4, enc):
                 before = text[max(0, s - 1) : s]
                 after = text[e : e + 2]
                 if before in ("v", "V", ".") or (after[:1] == "." and after[1:2].isdigit()):
                     continue  # a version number or a longer dotted identifier
                 if _VERSION_WORD.search(text[max(0, s - 12) : s]) is not None:
                     continue
-                if free(s, e):
+                if taken.free(s, e):
                     add("ip", s, e, "IPv4 address", 0.8)
-        if "::" in text or text.count(":") >= 5:
-            for m in _IPV6.finditer(text):
-                value = m.group(0)
+        if 4 in present:
+            for s, e, value in _iter(_IPV6, enc):
                 hexdigits = sum(c in "0123456789abcdefABCDEF" for c in value)
                 if value.count(":") < 2 or hexdigits < 4 or not any(c.isdigit() for c in value):
                     continue
-                if _word_char(text, m.start() - 1) or _word_char(text, m.end()):
+                if _word_char(text, s - 1) or _word_char(text, e):
                     continue
                 try:
                     ipaddress.IPv6Address(value.split("%", 1)[0])
                 except ValueError:
                     continue
-                if free(m.start(), m.end()):
-                    add("ip", m.start(), m.end(), "IPv6 address", 0.8)
+                if taken.free(s, e):
+                    add("ip", s, e, "IPv6 address", 0.8)
 
-    def _phones(
-        self, text: str, free: Callable[[int, int], bool], add: Callable[..., None]
-    ) -> None:
-        for m in _PHONE.finditer(text):
-            cand = m.group(0)
+    def _phones(self, enc: Encoded, taken: _Spans, add: Callable[..., None]) -> None:
+        text = enc.text
+        for s, e, cand in _iter(_PHONE, enc):
             digits = sum(c.isdigit() for c in cand)
             international = cand.startswith(("+", "00"))
-            if not 7 <= digits <= 15 or not free(m.start(), m.end()):
+            if not 7 <= digits <= 15 or not taken.free(s, e):
                 continue
             if not international and not any(c in cand for c in " ()-./"):
                 continue  # a bare run of digits is an id, not a phone number
-            before = text[m.start() - 1] if m.start() > 0 else " "
-            after = text[m.end()] if m.end() < len(text) else " "
+            before = text[s - 1] if s > 0 else " "
+            after = text[e] if e < len(text) else " "
             if before.isalnum() or before in "-_:./" or after.isalnum() or after in "-_:/":
                 continue  # part of a longer token: a UUID, a path, a version
             if _DATE.search(cand) is not None or cand.count(".") >= 3:
@@ -196,5 +206,30 @@ class PIIScanner:
                 except phonenumbers.NumberParseException:
                     continue
                 if phonenumbers.is_valid_number(number):
-                    add("phone", m.start(), m.end(), "phone number", 0.9)
+                    add("phone", s, e, "phone number", 0.9)
                     break
+
+
+def _iter(rx: Any, enc: Encoded) -> Iterator[tuple[int, int, str]]:
+    """Matches on the encoded text as (character start, character end, text)."""
+    for m in rx.finditer(enc.data):
+        s, e = enc.span(m)
+        yield s, e, enc.group(m)
+
+
+class _Spans:
+    """Claimed character spans, kept sorted: an overlap check costs O(log n)."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+
+    def free(self, s: int, e: int) -> bool:
+        i = bisect.bisect_left(self._starts, e)  # spans starting before e
+        # claimed spans never overlap, so only the last one starting before e can reach s
+        return i == 0 or self._ends[i - 1] <= s
+
+    def add(self, s: int, e: int) -> None:
+        i = bisect.bisect_left(self._starts, s)
+        self._starts.insert(i, s)
+        self._ends.insert(i, e)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stockade.scan._base import Hit, compile_re2, compile_set, entropy
+from stockade.scan._base import Encoded, Hit, compile_re2, compile_set, entropy
 
 __all__ = ["SECRET_PATTERNS", "SecretPattern", "scan_secrets"]
 
@@ -196,33 +196,35 @@ def _is_generic_secret(value: str) -> bool:
 
 def scan_secrets(text: str) -> list[Hit]:
     """Secrets in ``text``; each hit spans the whole secret value."""
+    enc = Encoded(text)
     hits: list[Hit] = []
     taken: list[tuple[int, int]] = []
-    matched = _SET.Match(text) or []
+    matched = _SET.Match(enc.data) or []
     for i in sorted(matched):
         spec = SECRET_PATTERNS[i]
-        for m in _RX[i].finditer(text):
-            s, e = m.span(spec.group)
+        for m in _RX[i].finditer(enc.data):
+            s, e = enc.span(m, spec.group)
             if s < 0 or e <= s:
                 continue
-            if spec.kind == "connection-password" and _not_a_value(m.group(spec.group)):
+            if spec.kind == "connection-password" and _not_a_value(enc.group(m, spec.group)):
                 continue
             hits.append(Hit("secrets", spec.kind, s, e, spec.score, spec.reason))
             taken.append((s, e))
-    if _PREFILTER.search(text) is not None:
-        for m in _GENERIC.finditer(text):
+    if _PREFILTER.search(enc.data) is not None:
+        for m in _GENERIC.finditer(enc.data):
             group = next(g for g in (2, 3, 4) if m.group(g) is not None)
-            s, e = m.span(group)
+            s, e = enc.span(m, group)
             if any(ts <= s < te or ts < e <= te for ts, te in taken):
                 continue
-            if _is_generic_secret(m.group(group)):
+            if _is_generic_secret(enc.group(m, group)):
                 hits.append(Hit("secrets", "generic-secret", s, e, 0.8, "value of a secret name"))
                 taken.append((s, e))
-        for m in _BEARER.finditer(text):
-            s, e = m.span(1)
+        for m in _BEARER.finditer(enc.data):
+            s, e = enc.span(m, 1)
+            value = enc.group(m, 1)
             if any(ts <= s < te or ts < e <= te for ts, te in taken):
                 continue
-            if not _CODE_LIKE.match(m.group(1)) and _classes(m.group(1)) >= 2:
+            if not _CODE_LIKE.match(value) and _classes(value) >= 2:
                 hits.append(Hit("secrets", "bearer-token", s, e, 0.9, "bearer token"))
                 taken.append((s, e))
     hits.sort(key=lambda h: (h.start, -h.end))
