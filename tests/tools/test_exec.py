@@ -67,6 +67,7 @@ def test_relative_workspace_is_relative_to_the_policy(tmp_path: Path) -> None:
         ("{workspace: /tmp, commands: [{program: bash}]}", "is a shell"),
         ("{workspace: /tmp, commands: [{program: ./ls}]}", "by absolute path"),
         ("{workspace: /tmp, commands: [ls, ls]}", "duplicate command id"),
+        ("{workspace: /tmp, commands: [true]}", "quote `true`"),
         ("{workspace: /tmp, limits: {cpu: 0}}", "longer than 0"),
         ("{workspace: /tmp, limits: {memory: lots}}", "expected a size"),
         ("{workspace: /tmp, limits: {walltime: 3}}", "unknown key `walltime`"),

@@ -270,6 +270,8 @@ def _parse_limits(node: Node) -> Limits:
 
 
 def _parse_command(node: Node, index: int, system_paths: tuple[str, ...]) -> CommandRule:
+    if isinstance(node.value, bool):
+        node.fail("expected a program name, got a boolean (quote `true` and `false`)")
     if isinstance(node.value, str):
         node = Node({"program": node}, node.file, node.line, node.column, node.path)
     m = node.mapping(allowed=_COMMAND_KEYS, required=("program",))

@@ -88,7 +88,7 @@ __all__ = [
 #: where the workspace appears inside the sandbox
 WORKSPACE = "/workspace"
 _RUN = "/run/stockade"
-_LAUNCHER_IN = f"{_RUN}/launcher.py"
+_LAUNCHER_IN = f"{_RUN}/launcher"
 _PYTHON_IN = f"{_RUN}/python"
 _PROXY_SOCKET_IN = f"{_RUN}/proxy.sock"
 #: the port of the proxy relay on the sandbox's own loopback (network ``proxy``)
@@ -472,6 +472,42 @@ def _interpreter(system_paths: Sequence[str]) -> _Interpreter:
     raise SandboxUnavailable("no Python interpreter found to start the sandbox launcher")
 
 
+_launcher_lock = threading.Lock()
+_launcher_cache: dict[str, str] = {}
+
+
+def _launcher_file(interp: _Interpreter) -> str:
+    """The launcher as the interpreter will run it: compiled once per process.
+
+    Python never caches the bytecode of a script it runs by path, and
+    compiling the launcher at every start costs more than everything else it
+    does; a ``.pyc`` file runs directly. It is written to a private folder
+    (mode 0700) that is removed at exit. Another interpreter than ours gets
+    the source.
+    """
+    source = str(Path(__file__).with_name("sandbox_launcher.py"))
+    if interp.host_exe != os.path.realpath(sys.executable):
+        return source
+    with _launcher_lock:
+        cached = _launcher_cache.get(source)
+        if cached is not None and os.path.exists(cached):
+            return cached
+        import atexit
+        import py_compile
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="stockade-launcher-")
+        target = os.path.join(folder, "launcher.pyc")
+        try:
+            py_compile.compile(source, cfile=target, doraise=True)
+        except (py_compile.PyCompileError, OSError):
+            shutil.rmtree(folder, ignore_errors=True)
+            return source
+        atexit.register(shutil.rmtree, folder, True)
+        _launcher_cache[source] = target
+        return target
+
+
 # -- the proxy bridge (network: proxy) ----------------------------------------------
 
 
@@ -568,7 +604,7 @@ class Sandbox:
         if config.network == "proxy" and config.proxy_address is None:
             raise ExecError("network `proxy` needs the proxy's address (`proxy_address`)")
         self._interp = _interpreter(config.system_paths)
-        self._launcher = str(Path(__file__).with_name("sandbox_launcher.py"))
+        self._launcher = _launcher_file(self._interp)
         self._cgroup_base: Path | None = None
         self.probe = probe()
         self._bridge: ProxyBridge | None = None
