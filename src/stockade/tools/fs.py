@@ -35,6 +35,7 @@ See ``docs/fs.md`` for every key, the decisions behind them and the dangers.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import unicodedata
 from collections.abc import Mapping
@@ -116,6 +117,33 @@ BUILTIN_DENY: Mapping[str, tuple[str, ...]] = {
         "**/.cache/huggingface/**",
     ),
 }
+
+# A path can only match a built-in glob if it holds one of these (lower-case)
+# substrings or ends in one of these extensions; checking that first keeps the
+# regex off the common path. Keep them in step with BUILTIN_DENY (a test
+# checks a sample of every glob).
+_DENY_ANCHORS = (
+    ".env", "id_", ".ssh", ".aws", ".azure", "gcloud", ".kube", ".docker", ".gnupg", ".git",
+    "netrc", "pgpass", "npmrc", "pypirc", "password-store", "keyrings", "vault-token", "model",
+    ".bin", "huggingface",
+)  # fmt: skip
+_DENY_EXTENSIONS = frozenset(
+    "pem key p12 pfx crt cer der p8 ppk jks keystore kdbx kdb keychain keychain-db "
+    "safetensors gguf ggml pt pth ckpt onnx".split()
+)
+
+
+# Literal alternatives only: no backtracking, so Python's re is safe here.
+_ANCHOR_RX = re.compile("|".join(re.escape(a) for a in _DENY_ANCHORS))
+
+
+def _maybe_denied(low: str) -> bool:
+    """Cheap and sound: ``False`` means no built-in glob can match ``low``."""
+    if _ANCHOR_RX.search(low) is not None:
+        return True
+    name = low.rpartition("/")[2]
+    return "." in name and name.rpartition(".")[2] in _DENY_EXTENSIONS
+
 
 # Characters that look like `/`, `\` or `.` without being them; NFKC catches
 # the rest (fullwidth solidus, one-dot leader, small full stop...).
@@ -343,17 +371,11 @@ def canonical_path(value: Any, *, max_length: int = 1024, what: str = "path") ->
         raise FSError(f"{what} `{shown}` contains a backslash; use `/`")
     if value.startswith("/"):
         raise FSError(f"{what} `{shown}` is absolute; give it relative to the root")
-    for ch in value:
-        if ch.isascii():
-            if ord(ch) < 0x20 or ord(ch) == 0x7F:
-                raise FSError(f"{what} `{shown}` contains a control character")
-            continue
-        if unicodedata.category(ch) in _BAD_CATEGORIES:
-            raise FSError(f"{what} `{shown}` contains an invisible or control character")
-        if ch in _LOOKALIKES or any(c in "/\\." for c in unicodedata.normalize("NFKC", ch)):
-            raise FSError(
-                f"{what} `{shown}` contains `{ch}` (U+{ord(ch):04X}), which looks like `/` or `.`"
-            )
+    if value.isascii():
+        if not value.isprintable():
+            raise FSError(f"{what} `{shown}` contains a control character")
+    else:
+        _check_unicode(value, shown, what)
     parts: list[str] = []
     for part in value.split("/"):
         if part in ("", "."):
@@ -367,6 +389,20 @@ def canonical_path(value: Any, *, max_length: int = 1024, what: str = "path") ->
             raise FSError(f"{what} `{shown}` has a name longer than 255 bytes")
         parts.append(part)
     return "/".join(parts) or "."
+
+
+def _check_unicode(value: str, shown: str, what: str) -> None:
+    for ch in value:
+        if ch.isascii():
+            if ord(ch) < 0x20 or ord(ch) == 0x7F:
+                raise FSError(f"{what} `{shown}` contains a control character")
+            continue
+        if unicodedata.category(ch) in _BAD_CATEGORIES:
+            raise FSError(f"{what} `{shown}` contains an invisible or control character")
+        if ch in _LOOKALIKES or any(c in "/\\." for c in unicodedata.normalize("NFKC", ch)):
+            raise FSError(
+                f"{what} `{shown}` contains `{ch}` (U+{ord(ch):04X}), which looks like `/` or `.`"
+            )
 
 
 def _shown(value: str) -> str:
@@ -407,10 +443,15 @@ class FSTool(Capability):
         self._policy = policy
         self.resolver = self._resolver_class(config.root, symlinks=config.symlinks)
         self.journal: Journal | None = (
-            Journal(config.journal.path, blob_budget=config.journal.blob_budget)
+            Journal(
+                config.journal.path,
+                blob_budget=config.journal.blob_budget,
+                durable=config.durable,
+            )
             if config.journal is not None
             else None
         )
+        self._builtin_any = compile_glob([g for globs in BUILTIN_DENY.values() for g in globs])
         self._builtin = [(group, compile_glob(list(g))) for group, g in BUILTIN_DENY.items()]
         self._unlock: Matcher | None = compile_glob(list(config.unlock)) if config.unlock else None
         self._deny: Matcher | None = compile_glob(list(config.deny)) if config.deny else None
@@ -464,6 +505,8 @@ class FSTool(Capability):
     def builtin_denied(self, path: str) -> str | None:
         """The built-in deny group that ``path`` falls in (and no unlock lifts), or ``None``."""
         low = path.lower()
+        if not _maybe_denied(low) or not self._builtin_any(low):
+            return None
         for group, match in self._builtin:
             if match(low):
                 if self._unlock is not None and self._unlock(path):

@@ -73,6 +73,21 @@ def _join(base: str, name: str) -> str:
     return name if base in ("", ".") else f"{base}/{name}"
 
 
+def _lexical(path: str) -> str | None:
+    """``path`` with ``.``, empty parts and ``..`` resolved as text (``None`` if it climbs out)."""
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                return None
+            parts.pop()
+        else:
+            parts.append(part)
+    return "/".join(parts) or "."
+
+
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -132,16 +147,23 @@ class FSEngine:
         """Check what the descriptor really is: beneath the root, not on a deny
         list, and (after an in-root symlink) allowed for this call.
 
-        This reads the kernel's own path of the open descriptor, so it holds
-        even for a path string the rule layer never saw canonicalised.
+        With symlinks refused the kernel resolved exactly the lexical path;
+        with in-root symlinks this asks the kernel (``/proc/self/fd``) where the
+        descriptor is. Either way it holds for a path string the rule layer
+        never saw canonicalised.
         """
         if self.r.mode == "naive":
             return
-        real = self.r.fd_path(fd)
+        if self.r.symlinks == "refuse":
+            # No symlink was followed and `..` cannot climb out, so the kernel
+            # resolved exactly the lexical path: no need to ask /proc.
+            real: str | None = _lexical(path)
+        else:
+            real = self.r.fd_path(fd)
+            if real is not None and name is not None:
+                real = _join(real, name)
         if real is None:
             raise FSError(f"path `{path[:120]}` leaves the root")
-        if name is not None:
-            real = _join(real, name)
         if self.tool.section_denied(real):
             raise FSError(f"path `{path[:120]}` is denied")
         if (
@@ -266,7 +288,8 @@ class FSEngine:
             n = min(n, left)
         fd, st = self._open_file(path, os.O_RDONLY, call)
         try:
-            data = os.pread(fd, n, offset)
+            # Never ask for more than the file holds: pread allocates what it is asked for.
+            data = os.pread(fd, max(0, min(n, st.st_size - offset)), offset)
         finally:
             os.close(fd)
         self.tool._spend(ctx, "read", len(data), self.limits.session_read_bytes, "read bytes")
