@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from stockade import Denied, FSError, Integrity, Policy, PolicyError
 from stockade.errors import ApprovalRequired
 from stockade.model import Confidentiality, ToolCall
+from stockade.policy.matchers import compile_glob
 from stockade.tools.fs import BUILTIN_DENY, FSConfig, FSTool, canonical_path
 
 __all__ = ["arena"]
@@ -153,56 +154,49 @@ def test_missing_root_is_a_configuration_error(tmp_path: Path) -> None:
 # -- the built-in deny list ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        ".env",
-        ".env.local",
-        "app/.env.production",
-        "prod.env",
-        ".envrc",
-        "certs/server.pem",
-        "tls/site.KEY",
-        "home/.ssh/config",
-        ".ssh",
-        "home/u/.ssh/id_rsa",
-        "keys/id_ed25519.pub",
-        ".aws/credentials",
-        ".gnupg/pubring.kbx",
-        "repo/.git/config",
-        ".netrc",
-        ".pgpass",
-        ".password-store/mail.gpg",
-        "vault.kdbx",
-        "m/model.safetensors",
-        "llm.gguf",
-        "x/w.pt",
-        "ckpt/a.ckpt",
-        "export.onnx",
-        "models/llama/shard-1.bin",
-        "my-model/x/y.bin",
-        "checkpoints/7b.bin",
-        "pytorch_model-00001.bin",
-        ".cache/huggingface/hub/x",
-        ".kube/config",
-        ".docker/config.json",
-        ".git-credentials",
-    ],
-)
-def test_builtin_deny_list(arena: Arena, path: str) -> None:
-    with make_guard(everything_policy(arena.root)) as guard:
-        assert fs(guard).builtin_denied(path) is not None
-        with pytest.raises(Denied) as info:
-            guard.call("fs", "read", {"path": path})
-        assert info.value.rule == "fs:builtin-deny"
+DENIED_SAMPLES = [
+    ".env", ".env.local", "app/.env.production", "prod.env", ".envrc", "certs/server.pem",
+    "tls/site.KEY", "home/.ssh/config", ".ssh", "home/u/.ssh/id_rsa", "keys/id_ed25519.pub",
+    ".aws/credentials", ".azure/token.json", ".config/gcloud/creds.db", ".gnupg/pubring.kbx",
+    "repo/.git/config", ".netrc", "_netrc", ".pgpass", ".npmrc", ".pypirc",
+    ".password-store/mail.gpg", "vault.kdbx", "login.keychain-db", ".local/share/keyrings/a",
+    ".vault-token", "m/model.safetensors", "llm.gguf", "old.ggml", "x/w.pt", "y/w.pth",
+    "ckpt/a.ckpt", "export.onnx", "models/llama/shard-1.bin", "my-model/x/y.bin",
+    "checkpoints/7b.bin", "weights/a.bin", "pytorch_model-00001.bin",
+    ".cache/huggingface/hub/x", ".kube/config", ".docker/config.json", ".git-credentials",
+    "a.p12", "b.pfx", "c.crt", "d.cer", "e.der", "f.p8", "g.ppk", "h.jks", "i.keystore",
+    "j.kdb", "k.keychain", "id_dsa", "id_ecdsa",
+]  # fmt: skip
+
+
+def test_every_builtin_glob_has_a_sample() -> None:
+    """So the cheap pre-check (anchors) is tested against every glob."""
+    for globs in BUILTIN_DENY.values():
+        for glob in globs:
+            match = compile_glob([glob])
+            assert any(match(p.lower()) for p in DENIED_SAMPLES), glob
+
+
+@pytest.fixture(scope="module")
+def shared_guard(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path_factory.mktemp("shared")
+    with make_guard(everything_policy(root)) as guard:
+        yield guard
+
+
+@pytest.mark.parametrize("path", DENIED_SAMPLES)
+def test_builtin_deny_list(shared_guard: Any, path: str) -> None:
+    assert fs(shared_guard).builtin_denied(path) is not None
+    with pytest.raises(Denied) as info:
+        shared_guard.call("fs", "read", {"path": path})
+    assert info.value.rule == "fs:builtin-deny"
 
 
 @pytest.mark.parametrize(
     "path", ["notes/environment.md", "data/file.bin", "src/model.py", "git/config", "a.envelope"]
 )
-def test_builtin_deny_list_leaves_ordinary_files(arena: Arena, path: str) -> None:
-    with make_guard(everything_policy(arena.root)) as guard:
-        assert fs(guard).builtin_denied(path) is None
+def test_builtin_deny_list_leaves_ordinary_files(shared_guard: Any, path: str) -> None:
+    assert fs(shared_guard).builtin_denied(path) is None
 
 
 def test_every_group_has_globs() -> None:

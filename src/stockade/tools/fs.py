@@ -128,9 +128,12 @@ _DENY_ANCHORS = (
     ".bin", "huggingface",
 )  # fmt: skip
 _DENY_EXTENSIONS = frozenset(
-    "pem key p12 pfx crt cer der p8 ppk jks keystore kdbx kdb keychain keychain-db "
-    "safetensors gguf ggml pt pth ckpt onnx".split()
-)
+    [
+        "pem", "key", "p12", "pfx", "crt", "cer", "der", "p8", "ppk", "jks", "keystore", "kdbx",
+        "kdb", "keychain", "keychain-db", "safetensors", "gguf", "ggml", "pt", "pth", "ckpt",
+        "onnx",
+    ]
+)  # fmt: skip
 
 
 # Literal alternatives only: no backtracking, so Python's re is safe here.
