@@ -367,7 +367,6 @@ class _PidsCgroup:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._procs_fd = -1
 
     @classmethod
     def base(cls) -> Path | None:
@@ -398,16 +397,21 @@ class _PidsCgroup:
             path.mkdir()
             (path / "pids.max").write_text(str(limit))
             group = cls(path)
-            group._procs_fd = os.open(path / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
         except OSError as exc:
             raise SandboxUnavailable(
                 f"cannot make a pids cgroup under `{base}`: {(exc.strerror or '').lower()}"
             ) from exc
         return group
 
-    def join(self) -> None:
-        """Move the calling process into the cgroup (runs in the child before exec)."""
-        os.write(self._procs_fd, b"0")
+    def procs_fd(self) -> int:
+        """A new inheritable descriptor on ``cgroup.procs``: writing ``0`` joins the cgroup.
+
+        The launcher writes it before anything else, so the command and all
+        it starts are counted (``fork`` of the parent stays the fast path).
+        """
+        fd = os.open(self.path / "cgroup.procs", os.O_WRONLY)
+        os.set_inheritable(fd, True)
+        return fd
 
     def kill_all(self) -> None:
         """SIGKILL every process in the cgroup."""
@@ -430,9 +434,6 @@ class _PidsCgroup:
 
     def remove(self) -> None:
         """Kill what is left and remove the cgroup."""
-        if self._procs_fd >= 0:
-            os.close(self._procs_fd)
-            self._procs_fd = -1
         for _ in range(100):
             try:
                 self.path.rmdir()
@@ -831,12 +832,22 @@ class Sandbox:
             cmd = [self._interp.host_exe, "-I", "-S", self._launcher]
             launcher_env = {}
             popen_cwd = host_cwd
-        cmd += [marshal.dumps(launcher_cfg).hex(), "--", *argv]
         group = (
-            _PidsCgroup.create(self._cgroup_base, limits.processes + 4)
+            _PidsCgroup.create(self._cgroup_base, limits.processes + 2)
             if self._cgroup_base is not None
             else None
         )
+        if group is not None:
+            try:
+                launcher_cfg["cgroup_fd"] = group.procs_fd()
+            except OSError as exc:
+                group.remove()
+                os.close(status_r)
+                for fd in fds:
+                    os.close(fd)
+                raise SandboxUnavailable("cannot join the pids cgroup") from exc
+            fds.append(launcher_cfg["cgroup_fd"])
+        cmd += [marshal.dumps(launcher_cfg).hex(), "--", *argv]
         try:
             proc = subprocess.Popen(  # noqa: S603 - argv built here, never through a shell
                 cmd,
@@ -847,7 +858,6 @@ class Sandbox:
                 env=launcher_env,
                 cwd=popen_cwd,
                 start_new_session=True,
-                preexec_fn=group.join if group is not None else None,
             )
         except OSError as exc:
             os.close(status_r)

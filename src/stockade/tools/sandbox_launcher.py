@@ -291,6 +291,10 @@ def main(argv: list[str]) -> int:
     try:
         if status_fd >= 0:
             os.set_inheritable(status_fd, False)  # closes on exec: EOF means "started"
+        cgroup_fd = int(cfg.get("cgroup_fd", -1))
+        if cgroup_fd >= 0:  # join the run's pids cgroup (root only) before anything else
+            os.write(cgroup_fd, b"0")
+            os.close(cgroup_fd)
         _rlimits(dict(cfg.get("limits") or {}))
         relay = cfg.get("relay")
         if relay:
