@@ -293,9 +293,65 @@ def test_config_section(tmp_path: Path) -> None:
             Policy.from_text(f"version: 1\nmcp:\n  {bad}\n")
 
 
-async def test_sandbox_requested_fails_closed(tmp_path: Path) -> None:
-    from stockade import ConfigurationError
+def test_sandbox_needs_a_workspace() -> None:
+    from stockade import Policy, PolicyError
 
-    guard = guard_for(f"version: 1\nmcp:\n  sandbox: true\n  pin_file: {tmp_path}/p.json\n")
-    with pytest.raises(ConfigurationError, match="sandbox"):
-        MCPProxy(guard, [sys.executable, TEST_SERVER, str(tmp_path)])
+    with pytest.raises(PolicyError, match="needs `sandbox_workspace`"):
+        Policy.from_text("version: 1\nmcp:\n  sandbox: true\n")
+
+
+def sandboxed_policy(tmp_path: Path, workspace: Path, rules: str) -> str:
+    return f"""
+version: 1
+rules:
+{rules}
+mcp:
+  name: files-sandboxed
+  pin_file: {tmp_path / "pins.json"}
+  sandbox: true
+  sandbox_workspace: {workspace}
+  sandbox_read: [{HERE / "node_modules"}]
+"""
+
+
+async def test_reference_server_in_the_sandbox(
+    workspace: Path, tmp_path: Path, scenario: Any
+) -> None:
+    rules = """
+  - id: read-notes
+    tool: read_text_file
+    effect: allow
+    when: {path: {glob: ["/workspace/notes/**", "/workspace/report.md"]}}
+"""
+    guard = guard_for(sandboxed_policy(tmp_path, workspace, rules))
+    async with MCPProxy(guard, ["node", str(FS_SERVER), "/workspace"]) as proxy:
+        text, error = await call_proxy(proxy, "read_text_file", {"path": "/workspace/report.md"})
+        assert not error and text.startswith("Q3 report"), text
+        text, error = await call_proxy(
+            proxy, "read_text_file", {"path": "/workspace/secrets/api_key.txt"}
+        )
+        assert error and "refused by stockade" in text
+
+
+async def test_sandbox_layer_alone(workspace: Path, tmp_path: Path, scenario: Any) -> None:
+    """The policy allows every read and the server serves /tmp and /etc: only the sandbox is left."""
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("host secret", encoding="utf-8")
+    rules = "  - {id: anything, tool: read_text_file, effect: allow}\n"
+    guard = guard_for(sandboxed_policy(tmp_path, workspace, rules))
+    command = ["node", str(FS_SERVER), "/workspace", "/tmp", "/etc"]
+    async with MCPProxy(guard, command) as proxy:
+        text, error = await call_proxy(proxy, "read_text_file", {"path": str(secret)})
+        assert error and "host secret" not in text
+        text, error = await call_proxy(proxy, "read_text_file", {"path": "/etc/shadow"})
+        assert error and "root:" not in text
+        # the server does serve what the sandbox shows it
+        text, error = await call_proxy(proxy, "read_text_file", {"path": "/workspace/report.md"})
+        assert not error and text.startswith("Q3 report"), text
+        text, error = await call_proxy(proxy, "read_text_file", {"path": "/etc/os-release"})
+        assert not error and "NAME=" in text
+
+
+async def call_proxy(proxy: MCPProxy, name: str, args: dict[str, Any]) -> tuple[str, bool]:
+    res = await proxy.call_tool(name, args)
+    return res.content[0].text, bool(res.is_error)  # type: ignore[union-attr]

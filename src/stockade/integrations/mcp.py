@@ -409,18 +409,6 @@ def _scrubbed_env(config: MCPConfig) -> dict[str, str]:
     return {k: os.environ[k] for k in config.env if k in os.environ}
 
 
-def _sandboxed(command: Sequence[str], config: MCPConfig) -> list[str]:
-    if config.sandbox:
-        # The exec sandbox (stockade.tools.sandbox) needs the server's files
-        # inside its workspace and a pipe transport for the SDK: not wired yet,
-        # so asking for it fails closed instead of running unconfined.
-        raise ConfigurationError(
-            "`mcp.sandbox: true` is not supported yet by the MCP proxy; "
-            "run the server unsandboxed (`sandbox: false`) or not at all"
-        )
-    return list(command)
-
-
 class MCPProxy:
     """An upstream MCP server (a child process) behind a guard.
 
@@ -449,7 +437,13 @@ class MCPProxy:
         self.guard = guard
         self.config = config or guard.policy.section("mcp") or MCPConfig.default()
         self.command = list(command)
-        self.argv = _sandboxed(self.command, self.config)
+        self._sandbox: Any = None
+        self.argv = list(command)
+        if self.config.sandbox:
+            from stockade.integrations.mcp_sandbox import sandbox_command, sandbox_for
+
+            self.argv = sandbox_command(self.command, self.config)
+            self._sandbox = sandbox_for(self.config, _scrubbed_env(self.config))
         self.key = self.config.name or " ".join(self.command)
         self.pins = PinStore(self.config.pin_file)
         self.session = session or guard.session(principal="mcp-proxy")
@@ -471,12 +465,21 @@ class MCPProxy:
         """Start the server and connect; list (and pin on first use) its tools."""
         from mcp import Client, StdioServerParameters
 
-        params = StdioServerParameters(
-            command=self.argv[0], args=self.argv[1:], env=_scrubbed_env(self.config), cwd=self.cwd
-        )
+        server: Any
+        if self._sandbox is not None:
+            from stockade.integrations.mcp_sandbox import sandboxed_stdio
+
+            server = sandboxed_stdio(self._sandbox, self.argv)
+        else:
+            server = StdioServerParameters(
+                command=self.argv[0],
+                args=self.argv[1:],
+                env=_scrubbed_env(self.config),
+                cwd=self.cwd,
+            )
         stack = AsyncExitStack()
         try:
-            client = await stack.enter_async_context(Client(params, cache=None))
+            client = await stack.enter_async_context(Client(server, cache=None))
         except Exception as exc:
             await stack.aclose()
             raise IntegrationError(

@@ -6,6 +6,10 @@
       name: files                 # the server's key in the pin file (default: its command line)
       pin_file: .stockade/mcp-pins.json   # relative to the policy file
       sandbox: false              # run the server inside the exec sandbox
+      sandbox_workspace: data     # with sandbox: its only writable folder, at /workspace
+      sandbox_read: [/opt/srv]    # with sandbox: more read-only folders (the server's files)
+      sandbox_cpu: 3600           # with sandbox: CPU seconds before the server is killed
+      sandbox_memory: 4GB         # with sandbox: address space per process (V8 reserves a lot)
       env: [NODE_OPTIONS]         # environment variables the server may see
       http_listen: 127.0.0.1:8765 # address of the streamable HTTP mode
       http_path: /mcp
@@ -52,6 +56,10 @@ _KEYS = (
     "path_args",
     "external",
     "max_result",
+    "sandbox_workspace",
+    "sandbox_read",
+    "sandbox_cpu",
+    "sandbox_memory",
 )
 
 
@@ -70,6 +78,10 @@ class MCPConfig:
     path_args: tuple[str, ...] = DEFAULT_PATH_ARGS
     external: tuple[str, ...] = ()
     max_result: int = 1 << 20
+    sandbox_workspace: Path | None = None
+    sandbox_read: tuple[str, ...] = ()
+    sandbox_cpu: int = 3600
+    sandbox_memory: int = 4 << 30
 
     @classmethod
     def default(cls, base_dir: Path | None = None) -> MCPConfig:
@@ -110,10 +122,17 @@ def parse_section(node: Node, ctx: Any) -> MCPConfig:
         if not name or "=" in name or "\x00" in name:
             m["env"].fail(f"invalid environment variable name `{name}`")
     prefix = m["tool_prefix"].string(nonempty=False) if "tool_prefix" in m else ""
+    sandbox = m["sandbox"].boolean() if "sandbox" in m else False
+    workspace: Path | None = None
+    if "sandbox_workspace" in m:
+        workspace = base / m["sandbox_workspace"].string()
+    elif sandbox:
+        m["sandbox"].fail("`sandbox: true` needs `sandbox_workspace` (the server's folder)")
+    read = tuple(str(base / p) for p in m["sandbox_read"].strings()) if "sandbox_read" in m else ()
     return MCPConfig(
         pin_file=pin_file,
         name=m["name"].string() if "name" in m else "",
-        sandbox=m["sandbox"].boolean() if "sandbox" in m else False,
+        sandbox=sandbox,
         env=env,
         http_host=host,
         http_port=port,
@@ -122,4 +141,8 @@ def parse_section(node: Node, ctx: Any) -> MCPConfig:
         path_args=tuple(m["path_args"].strings()) if "path_args" in m else DEFAULT_PATH_ARGS,
         external=tuple(m["external"].strings()) if "external" in m else (),
         max_result=m["max_result"].size() if "max_result" in m else 1 << 20,
+        sandbox_workspace=workspace,
+        sandbox_read=read,
+        sandbox_cpu=m["sandbox_cpu"].integer(minimum=1) if "sandbox_cpu" in m else 3600,
+        sandbox_memory=m["sandbox_memory"].size() if "sandbox_memory" in m else 4 << 30,
     )
