@@ -8,33 +8,11 @@ missing service can never pass as a green run.
 from __future__ import annotations
 
 import os
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-IN_CI = bool(os.environ.get("CI"))
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
-def service_available(host: str, port: int, timeout: float = 0.5) -> bool:
-    """Whether something listens on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def require_service(name: str, host: str, port: int) -> None:
-    """Skip (locally) or fail (under CI) when a service is not reachable."""
-    if service_available(host, port):
-        return
-    message = f"{name} is not running on {host}:{port}"
-    if IN_CI:
-        pytest.fail(f"{message} (required under CI)")
-    pytest.skip(message)
+from stockade_testing import SHARED, require_service
 
 
 @pytest.fixture
@@ -68,8 +46,8 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Iterator[Path]:
+def workspace(tmp_path: Path) -> Path:
     """An empty workspace folder for tools to work in."""
     ws = tmp_path / "workspace"
     ws.mkdir()
-    yield ws
+    return ws

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import require_service
+from stockade_testing import require_service
 from stockade.guard import Guard
 from stockade.policy import Policy
 from stockade.stages import MemoryAuditSink, NoFlow, NoScanner
