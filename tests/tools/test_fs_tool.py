@@ -531,3 +531,10 @@ def test_describe_lists_actions(arena: Arena) -> None:
         info = fs(guard).describe()
     assert "read" in info["actions"] and info["arguments"]["move"] == ["dest", "path"]
     assert isinstance(fs(guard), FSTool)
+
+
+def test_a_journal_inside_the_root_is_refused(arena: Arena) -> None:
+    from stockade.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="inside the root"):
+        make_guard(policy_text(arena.root, arena.root / "journal"))

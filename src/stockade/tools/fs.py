@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from stockade.errors import FSError
+from stockade.errors import ConfigurationError, FSError
 from stockade.hazmat.fs_resolver import Resolver
 from stockade.model import Confidentiality, Decision, Effect, Integrity, Label, Output, ToolCall
 from stockade.policy import Policy
@@ -444,6 +444,13 @@ class FSTool(Capability):
         self.config = config
         self.limits = config.limits
         self._policy = policy
+        if config.journal is not None:
+            root, jpath = config.root.resolve(), config.journal.path.resolve()
+            if jpath == root or root in jpath.parents:
+                raise ConfigurationError(
+                    f"the fs journal `{config.journal.path}` is inside the root; "
+                    "the agent could read or damage it"
+                )
         self.resolver = self._resolver_class(config.root, symlinks=config.symlinks)
         self.journal: Journal | None = (
             Journal(
