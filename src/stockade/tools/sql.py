@@ -384,6 +384,7 @@ class SQLTool(Capability):
         self.config = config
         self._engines: dict[str, Engine] = {}
         self._schemas: dict[str, dict[str, tuple[str, tuple[ColumnInfo, ...]]]] = {}
+        self._policies: dict[str, dict[str, TablePolicy]] = {}
         self._lock = threading.RLock()
         self._prepared: OrderedDict[str, _Prepared] = OrderedDict()
         self._writer: Any = None
@@ -414,6 +415,15 @@ class SQLTool(Capability):
     def _table_policies(
         self, db: DatabaseConfig, *, refresh: bool = False
     ) -> dict[str, TablePolicy]:
+        with self._lock:
+            cached = self._policies.get(db.name)
+            if cached is not None and not refresh and db.name in self._schemas:
+                return cached
+            policies = self._build_policies(db, refresh=refresh)
+            self._policies[db.name] = policies
+            return policies
+
+    def _build_policies(self, db: DatabaseConfig, *, refresh: bool) -> dict[str, TablePolicy]:
         out: dict[str, TablePolicy] = {}
         for key, (real, cols) in self._schema(db, refresh=refresh).items():
             spec = db.tables.get(key)

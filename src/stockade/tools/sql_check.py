@@ -15,6 +15,7 @@ this: it enforces its own limits on whatever reaches it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, traverse_scope
+from sqlglot.schema import MappingSchema
 
 __all__ = [
     "DANGEROUS_FUNCTIONS",
@@ -146,6 +148,11 @@ class TablePolicy:
     masked: frozenset[str] = frozenset()
     write: frozenset[str] = frozenset()
 
+    @functools.cached_property
+    def by_lower(self) -> dict[str, str]:
+        """Lower-cased column name to the real one."""
+        return {c.lower(): c for c in self.columns}
+
 
 @dataclass
 class Analysis:
@@ -219,7 +226,7 @@ def analyse(
         raise Violation("sql:comment", "executable comments (`/*! ... */`) are not allowed")
     try:
         statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
-    except (SqlglotError, RecursionError) as exc:
+    except Exception as exc:  # sqlglot raises more than its own errors on odd input
         raise Violation("sql:syntax", f"the statement does not parse: {_short(exc)}") from None
     if len(statements) != 1:
         raise Violation("sql:stacked", f"exactly one statement is allowed, got {len(statements)}")
@@ -235,26 +242,27 @@ def analyse(
     else:
         rule = "sql:read-only" if not write else "sql:statement"
         raise Violation(rule, f"only queries are allowed here, not `{kind}`")
-    _check_nodes(root, write=write)
-    fnames = _check_functions(root, engine, functions_allow, functions_deny)
+    fnames = _check_nodes(
+        root, write=write, engine=engine, allow=functions_allow, deny=functions_deny
+    )
     target = _check_tables(root, tables, namespace)
     if kind != "select":
         return _analyse_write(root, kind, target, tables, dialect, fnames)
     try:
         qualified = qualify(
-            root.copy(),
+            root,
             dialect=dialect,
-            schema=_schema(tables),
+            schema=_schema(tables, dialect),
             quote_identifiers=False,
             identify=False,
             validate_qualify_columns=True,
         )
-    except (SqlglotError, RecursionError) as exc:
+    except Exception as exc:
         raise Violation("sql:column", f"cannot resolve every column: {_short(exc)}") from None
     read, cols, masked = _check_columns(qualified, tables)
     _strip_generated_aliases(qualified)
     _cap_rows(qualified, max_rows)
-    statement = qualified.sql(dialect=dialect, comments=False)
+    statement = qualified.sql(dialect=dialect, comments=False, copy=False)
     return Analysis(
         kind="select",
         statement=statement,
@@ -285,49 +293,52 @@ def _kind(root: exp.Expr) -> str:
     return str(root.key).lower()
 
 
-def _check_nodes(root: exp.Expr, *, write: bool) -> None:
+_FORBIDDEN_INSIDE = (*_DML, exp.Command, exp.Copy, exp.Set, exp.Create, exp.Drop, exp.Alter,
+                     exp.TruncateTable)  # fmt: skip
+_VARIABLES = (exp.SessionParameter, exp.Parameter, exp.Placeholder)
+
+
+def _check_nodes(
+    root: exp.Expr, *, write: bool, engine: str, allow: frozenset[str], deny: frozenset[str]
+) -> set[str]:
+    """One walk over the tree: forbidden clauses and functions; return the function names."""
+    dangerous = DANGEROUS_FUNCTIONS[engine]
+    safe = SAFE_EXTRA_FUNCTIONS[engine]
+    names: set[str] = set()
     for node in root.walk():
-        if node is root:
+        if isinstance(node, exp.Func):
+            name = _function_name(node)
+            names.add(name)
+            if name in dangerous or name in deny:
+                raise Violation("sql:function", f"function `{name}` is not allowed")
+            if isinstance(node, exp.Anonymous) and name not in safe and name not in allow:
+                raise Violation(
+                    "sql:function",
+                    f"function `{name}` is not a known built-in; allow it in the policy if it "
+                    "is safe",
+                )
             continue
-        if isinstance(node, (*_DML, exp.Command, exp.Copy, exp.Set)):
+        if node is root or isinstance(node, (exp.Column, exp.Identifier, exp.Literal)):
+            continue
+        if isinstance(node, _FORBIDDEN_INSIDE):
             what = (
-                "data-modifying statements inside a query"
+                "data-modifying statements inside a query are"
                 if isinstance(node, _DML)
-                else (f"`{_kind(node)}` inside a statement")
+                else f"`{_kind(node)}` inside a statement is"
             )
-            raise Violation("sql:read-only", f"{what} are not allowed")
-        if isinstance(node, (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable)):
-            raise Violation("sql:read-only", f"`{_kind(node)}` inside a statement is not allowed")
+            raise Violation("sql:read-only", f"{what} not allowed")
         if isinstance(node, exp.Into):
             raise Violation("sql:into", "`SELECT ... INTO` is not allowed")
         if isinstance(node, exp.Lock):
             raise Violation(
                 "sql:lock", "locking clauses (`FOR UPDATE`, `FOR SHARE`) are not allowed"
             )
-        if isinstance(node, (exp.SessionParameter, exp.Parameter, exp.Placeholder)):
+        if isinstance(node, _VARIABLES):
             raise Violation("sql:variable", "variables and parameters are not allowed")
         if isinstance(node, exp.PropertyEQ):
             raise Violation("sql:variable", "assignments (`:=`) are not allowed")
         if isinstance(node, exp.Returning) and not write:
             raise Violation("sql:read-only", "`RETURNING` is only for writes")
-
-
-def _check_functions(
-    root: exp.Expr, engine: str, allow: frozenset[str], deny: frozenset[str]
-) -> set[str]:
-    dangerous = DANGEROUS_FUNCTIONS[engine]
-    safe = SAFE_EXTRA_FUNCTIONS[engine]
-    names: set[str] = set()
-    for f in root.find_all(exp.Func):
-        name = _function_name(f)
-        names.add(name)
-        if name in dangerous or name in deny:
-            raise Violation("sql:function", f"function `{name}` is not allowed")
-        if isinstance(f, exp.Anonymous) and name not in safe and name not in allow:
-            raise Violation(
-                "sql:function",
-                f"function `{name}` is not a known built-in; allow it in the policy if it is safe",
-            )
     return names
 
 
@@ -357,8 +368,21 @@ def _check_tables(root: exp.Expr, tables: Mapping[str, TablePolicy], namespace: 
     return target
 
 
-def _schema(tables: Mapping[str, TablePolicy]) -> dict[str, object]:
-    return {t.name: dict.fromkeys(t.columns, "text") for t in tables.values()}
+_SCHEMAS: dict[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], MappingSchema] = {}
+
+
+def _schema(tables: Mapping[str, TablePolicy], dialect: str) -> MappingSchema:
+    """sqlglot's schema object for the tables, built once per schema and dialect."""
+    key = (dialect, tuple(sorted((t.name, t.columns) for t in tables.values())))
+    schema = _SCHEMAS.get(key)
+    if schema is None:
+        schema = MappingSchema(
+            {t.name: dict.fromkeys(t.columns, "text") for t in tables.values()}, dialect=dialect
+        )
+        if len(_SCHEMAS) > 256:
+            _SCHEMAS.clear()
+        _SCHEMAS[key] = schema
+    return schema
 
 
 def _resolve(scope: Scope, table: str) -> Any:
@@ -397,7 +421,7 @@ def _check_columns(
             if spec is None:
                 raise Violation("sql:table", f"table `{source.name}` is not allowed")
             name = column.name
-            real = next((c for c in spec.columns if c.lower() == name.lower()), None)
+            real = spec.by_lower.get(name.lower())
             if real is None:
                 raise Violation("sql:column", f"table `{spec.name}` has no column `{name}`")
             if real not in spec.allowed:
@@ -405,13 +429,13 @@ def _check_columns(
             cols.add(f"{spec.name}.{real}")
             if real in spec.masked:
                 masked_refs.append((column, spec.name, real))
-    for whole in root.find_all(exp.TableColumn):
-        raise Violation("sql:column", f"whole-row reference `{whole.sql()}` is not allowed")
-    for column in root.find_all(exp.Column):
-        if id(column) not in seen and not _is_output_ref(column):
-            raise Violation("sql:column", f"cannot resolve column `{column.sql()}`")
-    for star in root.find_all(exp.Star):
-        if not isinstance(star.parent, exp.Count):
+    for node in root.walk():
+        if isinstance(node, exp.Column):
+            if id(node) not in seen and not _is_output_ref(node):
+                raise Violation("sql:column", f"cannot resolve column `{node.sql()}`")
+        elif isinstance(node, exp.TableColumn):
+            raise Violation("sql:column", f"whole-row reference `{node.sql()}` is not allowed")
+        elif isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
             raise Violation("sql:column", "`*` could not be expanded against the schema")
     # Masks are judged last, so a denied column is reported as such.
     masked = sorted(_masked_position(root, c, t, n) for c, t, n in masked_refs)

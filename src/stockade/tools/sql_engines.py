@@ -388,7 +388,7 @@ class PostgresEngine(Engine):
             try:
                 self.verify_role()
             except BaseException:
-                self._conn.close()
+                self.close()
                 raise
 
     def _connect(self) -> None:
@@ -699,7 +699,7 @@ class MySQLEngine(Engine):
             try:
                 self.verify_grants()
             except BaseException:
-                self._conn.close()
+                self.close()
                 raise
 
     def _connect(self) -> None:
