@@ -95,13 +95,17 @@ class TerminalApprover:
             if self._input is not None and self._output is not None:
                 return self._ask(request, self._input, self._output)
             try:
-                tty = open("/dev/tty", "r+", encoding="utf-8")  # noqa: SIM115 - closed below
+                fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
             except OSError as exc:
                 raise ConfigurationError(
                     "the terminal approver needs a terminal (/dev/tty) and there is none"
                 ) from exc
-            with tty:
-                return self._ask(request, tty, tty)
+            # a terminal is not seekable: one text stream each way
+            with (
+                os.fdopen(fd, "r", encoding="utf-8") as inp,
+                os.fdopen(os.dup(fd), "w", encoding="utf-8") as out,
+            ):
+                return self._ask(request, inp, out)
 
     def _ask(self, request: ApprovalRequest, inp: IO[str], out: IO[str]) -> Approval:
         color = self._color if self._color is not None else _isatty(out)
