@@ -48,6 +48,7 @@ from stockade.policy import Policy
 from stockade.policy.matchers import compile_glob
 from stockade.tools.base import Capability, Context
 from stockade.tools.http_config import (
+    LOG_MASK,
     HTTPConfig,
     HTTPEntry,
     SecretBroker,
@@ -107,6 +108,8 @@ class HTTPTool(Capability):
         self._policy = policy
         self.addresses = config.address_policy()
         self._broker = SecretBroker(config.secrets)
+        if config.secrets:
+            LOG_MASK.install()
         self._content_types = compile_glob(list(config.content_types))
         self._exact_hosts = {h for e in config.entries for h in e.hosts if "*" not in h}
         self._transport: SafeTransport | None = None

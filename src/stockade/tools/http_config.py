@@ -9,8 +9,10 @@ request is sent and never stored in the policy object.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import re
+import threading
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -426,23 +428,58 @@ class SecretBroker:
             variants.add(base64.b64encode(value.encode()).decode("ascii"))
             out.extend((v, s.placeholder) for v in variants if len(v) >= 4)
         out.sort(key=lambda p: -len(p[0]))
+        LOG_MASK.remember(out)
         return out
 
 
 def mask(text: str, forms: list[tuple[str, str]]) -> str:
+    """``text`` with every secret form replaced by its placeholder."""
     for value, placeholder in forms:
         if value in text:
             text = text.replace(value, placeholder)
     return text
 
 
-def mask_any(value: Any, forms: list[tuple[str, str]]) -> Any:
-    if not forms:
-        return value
-    if isinstance(value, str):
-        return mask(value, forms)
-    if isinstance(value, dict):
-        return {mask(str(k), forms): mask_any(v, forms) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_any(v, forms) for v in value]
-    return value
+class _LogMask(logging.Filter):
+    """Masks brokered secrets in log records of the HTTP stack (httpcore traces
+    log response headers, which a server may use to echo a credential back)."""
+
+    LOGGERS = ("httpcore.http11", "httpcore.http2", "httpcore.connection", "httpcore.proxy")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._forms: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._ordered: list[tuple[str, str]] = []
+
+    def install(self) -> None:
+        for name in self.LOGGERS:
+            logger = logging.getLogger(name)
+            if self not in logger.filters:
+                logger.addFilter(self)
+
+    def remember(self, forms: list[tuple[str, str]]) -> None:
+        with self._lock:
+            changed = False
+            for value, placeholder in forms:
+                if value not in self._forms:
+                    self._forms[value] = placeholder
+                    changed = True
+            if changed:
+                self._ordered = sorted(self._forms.items(), key=lambda p: -len(p[0]))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        forms = self._ordered
+        if forms:
+            try:
+                text = record.getMessage()
+            except Exception:  # a record that cannot format is dropped, not leaked
+                return False
+            masked = mask(text, forms)
+            if masked != text:
+                record.msg, record.args = masked, ()
+        return True
+
+
+#: the process-wide log filter for brokered secrets
+LOG_MASK = _LogMask()

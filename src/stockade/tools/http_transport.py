@@ -279,6 +279,8 @@ class AddressPolicy:
         A single forbidden answer rejects the host: an attacker's name must
         not get a chance to pick the internal one on a retry.
         """
+        if not 0 < port < 65536:
+            raise HTTPError(f"bad port `{port}`")
         h = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         try:
             ip = ipaddress.ip_address(h)
