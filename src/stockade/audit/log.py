@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from stockade.audit.checkpoint import Checkpoint, Mirror
 from stockade.audit.merkle import leaf_hash
 from stockade.audit.record import ArgsHMAC, encode_event
-from stockade.audit.store import Row, Store
+from stockade.audit.store import Head, Row, Store
 from stockade.errors import AuditError
 from stockade.model import AuditEvent
 
@@ -77,6 +77,8 @@ class AuditLog:
         self._queue_lock = threading.Lock()
         self._commit_lock = threading.Lock()
         self._closed = False
+        # the head after this writer's last commit: lets the next commit skip reading it
+        self._head: Head | None = None
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         if checkpoint_interval > 0:
@@ -136,35 +138,61 @@ class AuditLog:
             batch, self._queue = self._queue, []
         if not batch:
             return None
+        cached = self._head
+        every = self.checkpoint_every
+        if cached is not None and (cached.size + len(batch)) // every == cached.size // every:
+            head = cached.copy()
+            rows = self._rows(head, batch)
+            try:
+                done = self.store.append_fast(cached.size, head, rows)
+            except BaseException as exc:
+                self._head = None
+                for item in batch:
+                    item.error = exc
+                if not isinstance(exc, Exception):
+                    raise
+                return None
+            if done:
+                self._head = head
+                for i, item in enumerate(batch):
+                    item.seq = cached.size + i
+                return None
         signed: Checkpoint | None = None
         try:
             with self.store.transaction() as tx:
                 head = tx.head()
                 start = head.size
-                chain = head.chain
-                frontier = head.frontier
-                rows = []
-                for i, item in enumerate(batch):
-                    chain = _sha256(chain + item.leaf).digest()
-                    rows.append(Row(start + i, item.data, chain))
-                    frontier.append(item.leaf)
-                tx.insert(rows)
-                head.size = start + len(batch)
-                head.chain = chain
-                every = self.checkpoint_every
+                tx.insert(self._rows(head, batch))
                 if head.size // every != start // every:
-                    signed = self._sign(head.size, frontier.root())
+                    signed = self._sign(head.size, head.frontier.root())
                     tx.add_checkpoint(signed)
                 tx.set_head(head)
         except BaseException as exc:
+            self._head = None
             for item in batch:
                 item.error = exc
             if not isinstance(exc, Exception):
                 raise
             return None
+        self._head = head.copy()
         for i, item in enumerate(batch):
             item.seq = start + i
         return signed
+
+    @staticmethod
+    def _rows(head: Head, batch: list[_Pending]) -> list[Row]:
+        """The rows for ``batch`` after ``head``; moves ``head`` past them."""
+        chain = head.chain
+        start = head.size
+        frontier = head.frontier
+        rows = []
+        for i, item in enumerate(batch):
+            chain = _sha256(chain + item.leaf).digest()
+            rows.append(Row(start + i, item.data, chain))
+            frontier.append(item.leaf)
+        head.size = start + len(batch)
+        head.chain = chain
+        return rows
 
     def _sign(self, size: int, root: bytes) -> Checkpoint:
         return Checkpoint.sign(

@@ -149,7 +149,7 @@ def encode_event(event: AuditEvent, origin: str, hasher: ArgsHMAC) -> tuple[byte
         "call_id": event.call_id,
         "tool": event.tool,
         "action": event.action,
-        "args": _plain(event.args),
+        "args": event.args,
         "args_hmac": hasher.digest(event.raw_args),
         "decision": d.effect.value if d is not None else "",
         "rule": d.rule if d is not None else "",
@@ -169,7 +169,7 @@ def encode_event(event: AuditEvent, origin: str, hasher: ArgsHMAC) -> tuple[byte
             "reason": d.shadow.reason,
         }
     if event.extra:
-        record["extra"] = _plain(event.extra)
+        record["extra"] = event.extra
     event.raw_args = {}
     index = RecordIndex(
         time=record["time"],

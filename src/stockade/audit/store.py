@@ -70,6 +70,10 @@ class Head:
             raise AuditError("the audit log's head row is damaged; run `stockade audit verify`")
         return cls(size, chain, cr)
 
+    def copy(self) -> Head:
+        """An independent copy."""
+        return Head(self.size, self.chain, self.frontier.copy())
+
 
 @dataclass(frozen=True)
 class Query:
@@ -117,6 +121,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def transaction(self) -> AbstractContextManager[Transaction]:
         """A locked write transaction; committed durably when the block ends."""
+
+    def append_fast(self, old_size: int, head: Head, rows: Sequence[Row]) -> bool:
+        """Append ``rows`` and move the head from ``old_size`` to ``head`` in one step.
+
+        Returns ``False`` (and changes nothing) when the log's size is not
+        ``old_size`` any more: another writer appended, the caller must take
+        the locked path. A backend without a fast path always returns ``False``.
+        """
+        return False
 
     @abc.abstractmethod
     def snapshot(self) -> AbstractContextManager[None]:

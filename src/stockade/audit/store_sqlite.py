@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -83,10 +83,14 @@ class _Tx(Transaction):
             return Head.empty()
         return Head.load(int(row[0]), bytes(row[1]), bytes(row[2]))
 
-    def insert(self, rows: list[Row]) -> None:  # type: ignore[override]
+    def insert(self, rows: Sequence[Row]) -> None:
+        sql = "INSERT INTO records (seq, record, chain) VALUES (?, ?, ?)"
+        if len(rows) == 1:
+            r = rows[0]
+            self._conn.execute(sql, (r.seq, r.data.decode("utf-8", "surrogatepass"), r.chain))
+            return
         self._conn.executemany(
-            "INSERT INTO records (seq, record, chain) VALUES (?, ?, ?)",
-            [(r.seq, r.data.decode("utf-8", "surrogatepass"), r.chain) for r in rows],
+            sql, [(r.seq, r.data.decode("utf-8", "surrogatepass"), r.chain) for r in rows]
         )
 
     def add_checkpoint(self, checkpoint: Checkpoint) -> None:
@@ -98,7 +102,7 @@ class _Tx(Transaction):
 
     def set_head(self, head: Head) -> None:
         self._conn.execute(
-            "INSERT OR REPLACE INTO head (id, size, chain, frontier) VALUES (1, ?, ?, ?)",
+            "UPDATE head SET size = ?, chain = ?, frontier = ? WHERE id = 1",
             (head.size, head.chain, head.frontier_bytes()),
         )
 
@@ -165,6 +169,10 @@ class SQLiteStore(Store):
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?), ('origin', ?)",
                 (SCHEMA_VERSION, self.origin),
             )
+            w.execute(
+                "INSERT OR IGNORE INTO head (id, size, chain, frontier) VALUES (1, 0, ?, x'')",
+                (bytes(32),),
+            )
             w.execute("COMMIT")
         except BaseException:
             if w.in_transaction:
@@ -202,6 +210,34 @@ class SQLiteStore(Store):
                     w.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
+            if isinstance(exc, sqlite3.Error):
+                raise _fail("cannot write", exc) from exc
+            raise
+
+    def append_fast(self, old_size: int, head: Head, rows: Sequence[Row]) -> bool:
+        """One transaction without reading the head: it moves only if it still says ``old_size``."""
+        w = self._w
+        if w is None:
+            raise AuditError(f"audit store `{self.path}` is open read-only")
+        try:
+            w.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _fail("cannot start a transaction", exc) from exc
+        try:
+            moved = w.execute(
+                "UPDATE head SET size = ?, chain = ?, frontier = ? WHERE id = 1 AND size = ?",
+                (head.size, head.chain, head.frontier_bytes(), old_size),
+            ).rowcount
+            if moved != 1:
+                w.execute("ROLLBACK")
+                return False
+            _Tx(w).insert(rows)
+            w.execute("COMMIT")
+            return True
+        except BaseException as exc:
+            with suppress(sqlite3.Error):
+                if w.in_transaction:
+                    w.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
                 raise _fail("cannot write", exc) from exc
             raise
