@@ -551,7 +551,10 @@ class Guard:
             if decision.effect is not Effect.ALLOW:
                 c.decision = decision
                 self._deny(c, kind="outcome", findings=scan.findings)
-            self._stage("observe", self.flow.observe, c.call, scan.value, scan.labels, c.session)
+            # Provenance indexes what the tool returned, not the masked view: the
+            # argument scanner restores pseudonyms before the flow check, so the
+            # flow stage compares real values with real values.
+            self._stage("observe", self.flow.observe, c.call, output.value, scan.labels, c.session)
         except _StageFailure as failure:
             self._fail(c, failure, kind="outcome")
         digest, size = _digest(scan.value)
