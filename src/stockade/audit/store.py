@@ -136,8 +136,15 @@ class Store(abc.ABC):
         """Make the reads inside the block see one consistent state of the log."""
 
     @abc.abstractmethod
+    def scan_batches(
+        self, start: int = 0, stop: int | None = None
+    ) -> Iterator[list[tuple[int, bytes, bytes]]]:
+        """Lists of ``(seq, record bytes, chain)`` in sequence order (verify's hot path)."""
+
     def scan(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes, bytes]]:
         """``(seq, record bytes, chain)`` in sequence order, for verify and proofs."""
+        for batch in self.scan_batches(start, stop):
+            yield from batch
 
     @abc.abstractmethod
     def checkpoints(self) -> list[Checkpoint]:

@@ -231,8 +231,10 @@ class PostgresStore(Store):
             except psycopg.Error as exc:
                 raise _fail("cannot read", exc) from exc
 
-    def scan(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes, bytes]]:
-        """``(seq, record, chain)`` in order, fetched in pages."""
+    def scan_batches(
+        self, start: int = 0, stop: int | None = None
+    ) -> Iterator[list[tuple[int, bytes, bytes]]]:
+        """Pages of ``(seq, record, chain)`` in order."""
         nxt = start
         while True:
             limit = _PAGE if stop is None else min(_PAGE, stop - nxt)
@@ -243,8 +245,10 @@ class PostgresStore(Store):
                 "ORDER BY seq LIMIT %s",
                 (self.origin, nxt, limit),
             )
-            for seq, record, chain in rows:
-                yield int(seq), record.encode("utf-8", "surrogatepass"), bytes(chain)
+            yield [
+                (int(seq), record.encode("utf-8", "surrogatepass"), bytes(chain))
+                for seq, record, chain in rows
+            ]
             if len(rows) < limit:
                 return
             nxt = int(rows[-1][0]) + 1

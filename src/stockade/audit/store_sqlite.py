@@ -269,17 +269,25 @@ class SQLiteStore(Store):
             except sqlite3.Error as exc:
                 raise _fail("cannot read", exc) from exc
 
-    def scan(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, bytes, bytes]]:
-        """``(seq, record, chain)`` in order."""
-        if stop is None:
-            yield from self._rows(
-                "SELECT seq, record, chain FROM records WHERE seq >= ? ORDER BY seq", (start,)
-            )
-        else:
-            yield from self._rows(
-                "SELECT seq, record, chain FROM records WHERE seq >= ? AND seq < ? ORDER BY seq",
-                (start, stop),
-            )
+    def scan_batches(
+        self, start: int = 0, stop: int | None = None
+    ) -> Iterator[list[tuple[int, bytes, bytes]]]:
+        """Lists of ``(seq, record, chain)`` in order."""
+        sql = "SELECT seq, record, chain FROM records WHERE seq >= ?"
+        params: tuple[int, ...] = (start,)
+        if stop is not None:
+            sql += " AND seq < ?"
+            params = (start, stop)
+        with self._read_lock:
+            try:
+                cur = self._r.execute(sql + " ORDER BY seq", params)
+                while True:
+                    batch = cur.fetchmany(8192)
+                    if not batch:
+                        return
+                    yield batch
+            except sqlite3.Error as exc:
+                raise _fail("cannot read", exc) from exc
 
     def checkpoints(self) -> list[Checkpoint]:
         """Every checkpoint, oldest first."""

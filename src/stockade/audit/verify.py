@@ -23,12 +23,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from stockade.audit.checkpoint import Checkpoint
 from stockade.audit.keys import key_id
-from stockade.audit.merkle import CompactRange
+from stockade.audit.merkle import EMPTY_ROOT
 from stockade.audit.store import ZERO_CHAIN, Store
 from stockade.errors import AuditIntegrityError
 
@@ -93,6 +94,25 @@ def _check_signatures(
         cp.verify(public)
 
 
+def _gap(seq: int, expect: int) -> NoReturn:
+    if seq < expect:  # pragma: no cover - the primary key forbids it
+        raise AuditIntegrityError(f"record {seq} appears twice", kind="invalid", seq=seq)
+    raise AuditIntegrityError(
+        f"records {expect}..{seq - 1} are gone: the sequence skips from {expect - 1} to {seq}",
+        kind="gap",
+        seq=expect,
+    )
+
+
+def _root(stack: list[bytes]) -> bytes:
+    if not stack:
+        return EMPTY_ROOT
+    h = stack[-1]
+    for left in reversed(stack[:-1]):
+        h = _sha256(b"\x01" + left + h).digest()
+    return h
+
+
 def verify_log(
     store: Store,
     public_key: Ed25519PublicKey,
@@ -132,43 +152,44 @@ def _verify(
     next_size = pending[0] if pending else -1
     last_good = 0
 
-    cr = CompactRange()
+    # The loop below is the hot path of verify: the compact range (the right
+    # edge of the Merkle tree) is kept inline as a plain list of hashes.
+    stack: list[bytes] = []
     chain = ZERO_CHAIN
     expect = 0
     leaf_copy = _LEAF.copy
-    for seq, data, stored_chain in store.scan():
-        if seq != expect:
-            if seq < expect:  # pragma: no cover - the primary key forbids it
-                raise AuditIntegrityError(f"record {seq} appears twice", kind="invalid", seq=seq)
-            raise AuditIntegrityError(
-                f"records {expect}..{seq - 1} are gone: the sequence skips from "
-                f"{expect - 1} to {seq}",
-                kind="gap",
-                seq=expect,
-            )
-        h = leaf_copy()
-        h.update(data)
-        leaf = h.digest()
-        chain = _sha256(chain + leaf).digest()
-        if chain != stored_chain:
-            raise AuditIntegrityError(
-                f"record {seq} was changed, moved or inserted: its chain hash does not follow",
-                kind="invalid",
-                seq=seq,
-            )
-        cr.append(leaf)
-        expect += 1
-        if expect == next_size:
-            if cr.root() != roots[expect]:
+    sha = _sha256
+    for batch in store.scan_batches():
+        for seq, data, stored_chain in batch:
+            if seq != expect:
+                _gap(seq, expect)
+            h = leaf_copy()
+            h.update(data)
+            leaf = h.digest()
+            chain = sha(chain + leaf).digest()
+            if chain != stored_chain:
                 raise AuditIntegrityError(
-                    f"records {last_good}..{expect - 1} do not give the root signed at size "
-                    f"{expect}",
+                    f"record {seq} was changed, moved or inserted: its chain hash does not follow",
                     kind="invalid",
-                    seq=last_good,
+                    seq=seq,
                 )
-            last_good = expect
-            cp_index += 1
-            next_size = pending[cp_index] if cp_index < len(pending) else -1
+            k = expect
+            while k & 1:
+                leaf = sha(b"\x01" + stack.pop() + leaf).digest()
+                k >>= 1
+            stack.append(leaf)
+            expect += 1
+            if expect == next_size:
+                if _root(stack) != roots[expect]:
+                    raise AuditIntegrityError(
+                        f"records {last_good}..{expect - 1} do not give the root signed at "
+                        f"size {expect}",
+                        kind="invalid",
+                        seq=last_good,
+                    )
+                last_good = expect
+                cp_index += 1
+                next_size = pending[cp_index] if cp_index < len(pending) else -1
     if next_size > 0:
         where = "mirrored" if any(c.size == next_size for c in mirror) else "signed"
         raise AuditIntegrityError(
@@ -197,7 +218,7 @@ def _verify(
         records=expect,
         checkpoints=len(stored),
         signed_size=signed,
-        root=cr.root(),
+        root=_root(stack),
         last_checkpoint_time=max((c.time for c in every), default=None),
         mirrored=len(mirror),
     )
