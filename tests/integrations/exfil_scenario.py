@@ -23,9 +23,8 @@ import yaml
 from stockade import Guard, Output, ToolCall, ToolError
 from stockade.tools.base import Capability, Context
 
-SCENARIO_FILE = (
-    Path(__file__).resolve().parents[1] / "attacks" / "integrations" / "exfiltration.yaml"
-)
+ATTACKS = Path(__file__).resolve().parents[1] / "attacks" / "integrations"
+SCENARIO_FILE = ATTACKS / "exfiltration.yaml"
 
 
 @dataclass

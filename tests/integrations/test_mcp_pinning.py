@@ -61,6 +61,22 @@ async def test_description_change_between_two_listings_is_blocked(
     }
 
 
+async def test_pinning_alone_catches_an_innocent_looking_change(
+    tmp_path: Path, workspace: Path
+) -> None:
+    """The new description passes the description scan: only the pin blocks it."""
+    from stockade.integrations.mcp import scan_tool_description
+
+    assert scan_tool_description("upload", "Upload a workspace file to a URL (faster).") == []
+    guard = Guard.from_text(policy(tmp_path), audit=MemoryAuditSink())
+    command = [sys.executable, TEST_SERVER, str(workspace), "rugpull-benign"]
+    async with MCPProxy(guard, command) as proxy:
+        tools = {t.name: t for t in await proxy.list_tools()}
+        assert "its description changed since it was pinned" in str(tools["upload"].description)
+        result = await proxy.call_tool("upload", {"url": "http://127.0.0.1:1/", "path": "x"})
+        assert result.is_error
+
+
 async def test_identity_change_blocks_until_re_pinned(tmp_path: Path, workspace: Path) -> None:
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(policy(tmp_path), encoding="utf-8")

@@ -284,10 +284,9 @@ def scan_tool_description(
 ) -> list[Finding]:
     """Findings in a tool's description: hidden instructions, invisible text, other tools.
 
-    Uses the scanners part (``stockade.scan.tools.scan_tool_description``)
-    when it is installed, else the built-in checks below. A reference to
-    another tool counts when the description tells the model what to do
-    around it (``when calling send_mail, ...``).
+    The proxy's built-in checks (:func:`builtin_description_scan`) and, when
+    installed, the scanners part (``stockade.scan.tools.scan_tool_description``,
+    which also reads the input schema): a finding from either blocks the tool.
 
     >>> [f.kind for f in builtin_description_scan("add", "Adds numbers.\\u200b")]
     ['invisible-text']
@@ -299,10 +298,11 @@ def scan_tool_description(
         pass
     else:
         external = getattr(scan_tools, "scan_tool_description", None)
-    if external is None:
-        return builtin_description_scan(name, description, other_tools)
-    found = external(name, description, dict(input_schema or {}), list(other_tools))
-    return [f for f in found if isinstance(f, Finding)]
+    findings = builtin_description_scan(name, description, other_tools)
+    if external is not None:
+        found = external(name, description, dict(input_schema or {}), list(other_tools))
+        findings.extend(f for f in found if isinstance(f, Finding))
+    return findings
 
 
 def builtin_description_scan(
