@@ -255,7 +255,9 @@ def analyse(
             schema=_schema(tables, dialect),
             quote_identifiers=False,
             identify=False,
-            validate_qualify_columns=True,
+            # _check_columns resolves every column itself and denies what it
+            # cannot; sqlglot's own validation would only repeat that work
+            validate_qualify_columns=False,
         )
     except Exception as exc:
         raise Violation("sql:column", f"cannot resolve every column: {_short(exc)}") from None
@@ -410,7 +412,7 @@ def _check_columns(
             seen.add(id(column))
             source: Any = _resolve(scope, column.table) if column.table else None
             if source is None:
-                if not column.table and column.name in _output_names(scope):
+                if _is_output_ref(column):
                     continue  # ORDER BY an output column: the projection was checked
                 if column.table:
                     raise Violation("sql:column", f"cannot resolve column `{column.sql()}`")
@@ -451,13 +453,6 @@ def _is_output_ref(column: exp.Column) -> bool:
         return False
     query = order.parent
     return isinstance(query, _QUERY) and column.name in query.named_selects
-
-
-def _output_names(scope: Scope) -> set[str]:
-    expression = scope.expression
-    if isinstance(expression, _QUERY):
-        return set(expression.named_selects)
-    return set()
 
 
 def _masked_position(root: exp.Expr, column: exp.Column, table: str, name: str) -> int:
