@@ -30,8 +30,12 @@ def fresh_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sandbox_mod, "_probes", {})
 
 
+@pytest.mark.parametrize("launcher", [None, "python"], ids=["default-launcher", "python-launcher"])
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["id"] for e in ENTRIES])
-def test_legitimate_command_runs(entry: dict[str, Any], sandbox: Sandbox, workspace: Path) -> None:
+def test_legitimate_command_runs(entry: dict[str, Any], launcher: Any, workspace: Path) -> None:
+    sandbox = Sandbox(
+        SandboxConfig(workspace=workspace, limits=Limits(timeout=20)), _launcher=launcher
+    )
     argv = ["/bin/sh", "-c", entry["sh"]] if "sh" in entry else [PY, "-c", entry["py"]]
     stdin = entry.get("stdin")
     result = sandbox.run(argv, stdin=stdin.encode() if stdin else None)
@@ -82,6 +86,26 @@ def test_cwd_symlink_out_of_the_workspace_is_refused(sandbox: Sandbox, workspace
     (workspace / "link").symlink_to("/etc")
     with pytest.raises(ExecError, match="outside the workspace"):
         sandbox.run(["/bin/pwd"], cwd="link")
+
+
+def test_c_launcher_is_used_where_a_compiler_is(sandbox: Sandbox) -> None:
+    expected = "c" if sandbox_mod._c_launcher() else "python"
+    assert sandbox.layers["launcher"] == expected
+
+
+@pytest.mark.parametrize("launcher", [None, "python"])
+def test_launcher_reports_a_missing_program(workspace: Path, launcher: Any) -> None:
+    sb = Sandbox(SandboxConfig(workspace=workspace), _launcher=launcher)
+    with pytest.raises(ExecError, match="cannot start `/usr/bin/No-Such`: no such file"):
+        sb.run(["/usr/bin/No-Such"])
+
+
+@pytest.mark.parametrize("launcher", [None, "python"])
+def test_env_values_survive_the_config_encoding(workspace: Path, launcher: Any) -> None:
+    env = {"ODD": "50% off\nnext line", "SPACE": "a b"}
+    sb = Sandbox(SandboxConfig(workspace=workspace, env=env), _launcher=launcher)
+    out = sb.run(["/bin/sh", "-c", 'printf "%s|%s" "$ODD" "$SPACE"']).stdout.decode()
+    assert out == "50% off\nnext line|a b"
 
 
 def test_relative_program_is_refused(sandbox: Sandbox) -> None:

@@ -121,12 +121,18 @@ def _run_tty(sandbox: Sandbox, argv: list[str]) -> tuple[RunResult, bool]:
     return result, pending == b""
 
 
+@pytest.mark.parametrize("launcher", [None, "python"], ids=["default-launcher", "python-launcher"])
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["id"] for e in ENTRIES])
 def test_escape_is_contained(
-    entry: dict[str, Any], scene: dict[str, Path], loopback: int, capsys: pytest.CaptureFixture[str]
+    entry: dict[str, Any],
+    launcher: Any,
+    scene: dict[str, Path],
+    loopback: int,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     limits = replace(Limits(timeout=15, cpu=5), **(entry.get("limits") or {}))
-    sandbox = Sandbox(SandboxConfig(workspace=scene["workspace"], limits=limits))
+    config = SandboxConfig(workspace=scene["workspace"], limits=limits)
+    sandbox = Sandbox(config, _launcher=launcher)
     before_outside = _snapshot(scene["outside"])
     before_home = _snapshot(scene["home"])
     argv = _argv(entry, scene, loopback)
@@ -181,4 +187,7 @@ def test_escape_is_contained(
     assert result.layers["bwrap"] and result.layers["seccomp"], why
     with capsys.disabled():
         first = next((line for line in both.splitlines() if line.strip()), "")[:100]
-        print(f"\n  contained {entry['id']} ({result.describe()}) by {entry['layer']}: {first}")
+        print(
+            f"\n  contained {entry['id']} [{result.layers['launcher']} launcher] "
+            f"({result.describe()}) by {entry['layer']}: {first}"
+        )

@@ -53,6 +53,7 @@ import marshal
 import os
 import posixpath
 import re
+import resource
 import selectors
 import shutil
 import signal
@@ -128,6 +129,14 @@ DEFAULT_ETC = (
 )
 
 _DATA = Path(__file__).with_name("sandbox_data")
+_RLIMITS = {
+    "cpu": resource.RLIMIT_CPU,
+    "memory": resource.RLIMIT_AS,
+    "processes": resource.RLIMIT_NPROC,
+    "file_size": resource.RLIMIT_FSIZE,
+    "open_files": resource.RLIMIT_NOFILE,
+    "core": resource.RLIMIT_CORE,
+}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _INSTALL_HINT = (
@@ -475,15 +484,27 @@ def _interpreter(system_paths: Sequence[str]) -> _Interpreter:
 
 _launcher_lock = threading.Lock()
 _launcher_cache: dict[str, str] = {}
+_private_dir: list[str] = []
+
+
+def _private_folder() -> str:
+    """A folder (mode 0700) for the compiled launchers, removed at exit."""
+    if not _private_dir:
+        import atexit
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="stockade-launcher-")
+        atexit.register(shutil.rmtree, folder, True)
+        _private_dir.append(folder)
+    return _private_dir[0]
 
 
 def _launcher_file(interp: _Interpreter) -> str:
-    """The launcher as the interpreter will run it: compiled once per process.
+    """The Python launcher as the interpreter will run it: compiled once per process.
 
     Python never caches the bytecode of a script it runs by path, and
     compiling the launcher at every start costs more than everything else it
-    does; a ``.pyc`` file runs directly. It is written to a private folder
-    (mode 0700) that is removed at exit. Another interpreter than ours gets
+    does; a ``.pyc`` file runs directly. Another interpreter than ours gets
     the source.
     """
     source = str(Path(__file__).with_name("sandbox_launcher.py"))
@@ -493,20 +514,68 @@ def _launcher_file(interp: _Interpreter) -> str:
         cached = _launcher_cache.get(source)
         if cached is not None and os.path.exists(cached):
             return cached
-        import atexit
         import py_compile
-        import tempfile
 
-        folder = tempfile.mkdtemp(prefix="stockade-launcher-")
-        target = os.path.join(folder, "launcher.pyc")
+        target = os.path.join(_private_folder(), "launcher.pyc")
         try:
             py_compile.compile(source, cfile=target, doraise=True)
         except (py_compile.PyCompileError, OSError):
-            shutil.rmtree(folder, ignore_errors=True)
             return source
-        atexit.register(shutil.rmtree, folder, True)
         _launcher_cache[source] = target
         return target
+
+
+def _c_launcher() -> str | None:
+    """The C launcher, compiled once per process when a C compiler is there, else ``None``.
+
+    It does what the Python launcher does without starting an interpreter
+    for every command (most of the sandbox's added start-up time).
+    """
+    source = str(Path(__file__).with_name("sandbox_launcher.c"))
+    with _launcher_lock:
+        if source in _launcher_cache:
+            cached = _launcher_cache[source]
+            return cached if cached and os.path.exists(cached) else None
+        cc = next((c for c in map(shutil.which, ("cc", "gcc", "clang")) if c), None)
+        target = os.path.join(_private_folder(), "launcher-c")
+        built = ""
+        if cc is not None:
+            try:
+                done = subprocess.run(  # noqa: S603 - the compiler found on PATH
+                    [cc, "-O2", "-o", target, source],
+                    capture_output=True,
+                    timeout=120,
+                    check=False,
+                )
+                if done.returncode == 0 and os.access(target, os.X_OK):
+                    built = target
+            except (OSError, subprocess.SubprocessError):
+                built = ""
+        _launcher_cache[source] = built
+        return built or None
+
+
+def _c_config(cfg: Mapping[str, Any]) -> str:
+    """The launcher configuration in the C launcher's line format."""
+
+    def enc(text: str) -> str:
+        return text.replace("%", "%25").replace("\n", "%0A").replace("\r", "%0D")
+
+    lines = [f"status_fd {cfg['status_fd']}"]
+    if "cgroup_fd" in cfg:
+        lines.append(f"cgroup_fd {cfg['cgroup_fd']}")
+    for name, value in dict(cfg.get("limits") or {}).items():
+        hard = value + 1 if name == "cpu" else value
+        lines.append(f"rlimit {_RLIMITS[name]} {value} {hard}")
+    landlock = cfg.get("landlock")
+    if landlock is not None:
+        lines.append("landlock 1")
+        for path, access in landlock["paths"]:
+            lines.append(f"path {access} {enc(path)}")
+        lines += [f"connect {int(port)}" for port in landlock["connect_tcp"]]
+    for key, value in dict(cfg.get("env") or {}).items():
+        lines.append("env " + enc(f"{key}={value}"))
+    return "\n".join(lines)
 
 
 # -- the proxy bridge (network: proxy) ----------------------------------------------
@@ -595,7 +664,13 @@ class Sandbox:
     the configuration does not say ``mode="none"``.
     """
 
-    def __init__(self, config: SandboxConfig, *, _layers: Layers | None = None) -> None:
+    def __init__(
+        self,
+        config: SandboxConfig,
+        *,
+        _layers: Layers | None = None,
+        _launcher: Literal["c", "python"] | None = None,
+    ) -> None:
         self.config = config
         self._layers_on = _layers or Layers()
         workspace = Path(os.path.realpath(config.workspace))
@@ -605,7 +680,15 @@ class Sandbox:
         if config.network == "proxy" and config.proxy_address is None:
             raise ExecError("network `proxy` needs the proxy's address (`proxy_address`)")
         self._interp = _interpreter(config.system_paths)
-        self._launcher = _launcher_file(self._interp)
+        # The C launcher where it can be built; the Python one runs the proxy relay.
+        c_launcher = None
+        needs_relay = config.mode == "bwrap" and config.network == "proxy"
+        if _launcher != "python" and not needs_relay:
+            c_launcher = _c_launcher()
+        if _launcher == "c" and c_launcher is None:
+            raise SandboxUnavailable("the C launcher cannot be built (no C compiler?)")
+        self._launcher_kind = "c" if c_launcher else "python"
+        self._launcher = c_launcher or _launcher_file(self._interp)
         self._cgroup_base: Path | None = None
         self.probe = probe()
         self._bridge: ProxyBridge | None = None
@@ -695,7 +778,7 @@ class Sandbox:
         args += ["--proc", "/proc", "--dev", "/dev"]
         args += ["--size", str(cfg.limits.tmp_size), "--tmpfs", "/tmp"]  # noqa: S108 - private
         args += ["--ro-bind", self._launcher, _LAUNCHER_IN]
-        if self._interp.bind is not None:
+        if self._interp.bind is not None and self._launcher_kind == "python":
             args += ["--ro-bind", self._interp.bind, _PYTHON_IN]
         if self._bridge is not None:
             args += ["--bind", self._bridge.path, _PROXY_SOCKET_IN]
@@ -735,6 +818,7 @@ class Sandbox:
                 "network": "host",
                 "rlimits": self._layers_on.rlimits,
                 "pids_cgroup": self._cgroup_base is not None,
+                "launcher": self._launcher_kind,
                 "limits": limits,
                 "warning": "sandbox: none: no isolation, resource limits only",
             }
@@ -752,6 +836,7 @@ class Sandbox:
             "network": cfg.network,
             "rlimits": on.rlimits,
             "pids_cgroup": self._cgroup_base is not None,
+            "launcher": self._launcher_kind,
             "limits": limits,
         }
 
@@ -825,11 +910,18 @@ class Sandbox:
                 fds.append(seccomp_fd)
                 cmd += ["--seccomp", str(seccomp_fd)]
             cmd += ["--chdir", inside_cwd, "--"]
-            cmd += [self._interp.inside_exe, "-I", "-S", _LAUNCHER_IN]
-            launcher_env = dict(self._interp.env)
+            if self._launcher_kind == "c":
+                cmd.append(_LAUNCHER_IN)
+                launcher_env: dict[str, str] = {}
+            else:
+                cmd += [self._interp.inside_exe, "-I", "-S", _LAUNCHER_IN]
+                launcher_env = dict(self._interp.env)
             popen_cwd = "/"
         else:
-            cmd = [self._interp.host_exe, "-I", "-S", self._launcher]
+            if self._launcher_kind == "c":
+                cmd = [self._launcher]
+            else:
+                cmd = [self._interp.host_exe, "-I", "-S", self._launcher]
             launcher_env = {}
             popen_cwd = host_cwd
         group = (
@@ -847,7 +939,10 @@ class Sandbox:
                     os.close(fd)
                 raise SandboxUnavailable("cannot join the pids cgroup") from exc
             fds.append(launcher_cfg["cgroup_fd"])
-        cmd += [marshal.dumps(launcher_cfg).hex(), "--", *argv]
+        if self._launcher_kind == "c":
+            cmd += [_c_config(launcher_cfg), "--", *argv]
+        else:
+            cmd += [marshal.dumps(launcher_cfg).hex(), "--", *argv]
         try:
             proc = subprocess.Popen(  # noqa: S603 - argv built here, never through a shell
                 cmd,
@@ -970,7 +1065,11 @@ class Sandbox:
 
     def with_limits(self, limits: Limits) -> Sandbox:
         """A sandbox like this one with other limits."""
-        return Sandbox(replace(self.config, limits=limits), _layers=self._layers_on)
+        return Sandbox(
+            replace(self.config, limits=limits),
+            _layers=self._layers_on,
+            _launcher=self._launcher_kind,  # type: ignore[arg-type]
+        )
 
 
 class SandboxedProcess:
