@@ -152,6 +152,16 @@ def test_trifecta(effect: str, error: type[Exception]) -> None:
         assert guard.call("mail", "send", {"to": "bob@example.com"}, session=s2).decision.allowed
 
 
+def test_trifecta_for_some_sinks_only() -> None:
+    guard, _ = make("flow:\n  external: [pay]\n  trifecta: {effect: deny, tool: [pay]}\n")
+    with guard.session("s") as s:
+        guard.call("inbox", "read", {"text": "hello"}, session=s)
+        guard.call("db", "query", {"text": "secret rows"}, session=s)
+        assert guard.call("mail", "send", {"to": "bob@example.com"}, session=s).decision.allowed
+        with pytest.raises(Denied):
+            guard.call("pay", "pay", {"iban": "x"}, session=s)
+
+
 def test_external_from_the_flow_section() -> None:
     guard, _ = make("flow:\n  external: [pay.pay]\n  trifecta: {effect: deny}\n")
     with guard.session("s") as s:

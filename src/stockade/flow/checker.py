@@ -208,10 +208,21 @@ class ProvenanceChecker:
             if bad is not None:
                 fired.append((_rule_decision(rule, bad[0], bad[1]), rule.mode))
         tri = self.config.trifecta
-        if tri is not None and external and index.read_untrusted:
+        if tri is not None and external and tri.applies(call) and index.read_untrusted:
             level = index.read_confidentiality
             if level is not None and rank(level) >= rank(self.config.confidential):
-                sources = ", ".join(f"`{s}`" for s in sorted(index.read_sources)[:6])
+                threshold = rank(self.config.confidential)
+                sources = ", ".join(
+                    f"`{s}`"
+                    for s in sorted(
+                        {
+                            x.source
+                            for x in index.read_labels
+                            if x.integrity is Integrity.UNTRUSTED
+                            or rank(x.confidentiality) >= threshold
+                        }
+                    )[:6]
+                )
                 reason = tri.reason or (
                     "the session read untrusted and confidential content "
                     f"({sources}); `{call.tool}` is an external sink"

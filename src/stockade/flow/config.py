@@ -27,7 +27,8 @@
           args: "*"
           forbid: confidential
           effect: deny
-      trifecta: {effect: ask}       # or deny; mode: shadow to only record
+      trifecta: {effect: ask}       # or deny; mode: shadow to only record;
+                                    # tool: [...] to cover only some external sinks
       index: {session_bytes: 16MB, sessions: 1000, total_bytes: 256MB, idle: 24h}
 """
 
@@ -133,6 +134,11 @@ class TrifectaRule:
     effect: Effect = Effect.DENY
     mode: str = "enforce"
     reason: str = ""
+    tools: tuple[str, ...] = ("*",)
+
+    def applies(self, call: ToolCall) -> bool:
+        """Whether the rule covers this (external) call's tool."""
+        return "*" in self.tools or call.tool in self.tools
 
 
 @dataclass(frozen=True)
@@ -254,11 +260,12 @@ def _parse_rule(node: Node, policy_mode: str) -> FlowRule:
 
 
 def _parse_trifecta(node: Node, policy_mode: str) -> TrifectaRule:
-    m = node.mapping(allowed=("effect", "mode", "reason"), required=("effect",))
+    m = node.mapping(allowed=("effect", "mode", "reason", "tool"), required=("effect",))
     return TrifectaRule(
         effect=Effect(m["effect"].string(choices=("deny", "ask"))),
         mode=_mode(m, policy_mode),
         reason=m["reason"].string() if "reason" in m else "",
+        tools=tuple(m["tool"].strings()) if "tool" in m else ("*",),
     )
 
 

@@ -225,7 +225,7 @@ class SessionIndex:
     unindexed: list[Label] = field(default_factory=list)
     read_untrusted: bool = False
     read_confidentiality: Confidentiality | None = None
-    read_sources: set[str] = field(default_factory=set)
+    read_labels: set[Label] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _index: HashIndex = field(default_factory=HashIndex, repr=False)
 
@@ -266,7 +266,8 @@ class SessionIndex:
 
     def _note(self, labels: tuple[Label, ...]) -> None:
         for label in labels:
-            self.read_sources.add(label.source)
+            if len(self.read_labels) < 256:
+                self.read_labels.add(label)
             if label.integrity is Integrity.UNTRUSTED:
                 self.read_untrusted = True
             cur = self.read_confidentiality
@@ -283,7 +284,7 @@ class SessionIndex:
         with self.lock:
             found.extend(self._word_matches(c))
             found.extend(self._token_matches(c))
-        return c, found
+        return c, _outermost(found)
 
     def _word_matches(self, c: str) -> list[Match]:
         ws = list(words(c))
@@ -372,6 +373,17 @@ class SessionIndex:
         """Move pending references into compact arrays."""
         with self.lock:
             self._index.flush()
+
+
+def _outermost(found: list[Match]) -> list[Match]:
+    """Drop matches inside a longer (or equal, earlier) match of the same piece."""
+    found.sort(key=lambda m: (m.piece, m.start, -m.end))
+    out: list[Match] = []
+    for m in found:
+        if out and out[-1].piece == m.piece and out[-1].start <= m.start and m.end <= out[-1].end:
+            continue
+        out.append(m)
+    return out
 
 
 #: values with a longer skeleton are scanned for token grams only where they hold tokens
