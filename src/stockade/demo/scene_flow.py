@@ -55,7 +55,10 @@ def run(demo: Demo) -> None:
 
     demo.scene("flow: where did that value come from?")
     session = guard.session("flow-demo", principal="assistant")
-    task = "Summarise my inbox and pay the invoice from the accountant. Send the summary to me@example.com."
+    task = (
+        "Summarise my inbox and pay the invoice from the accountant. "
+        "Send the summary to me@example.com."
+    )
     demo.user(task)
     session.user_said(task)
     demo.attempt(
@@ -130,5 +133,6 @@ def _provenance(demo: Demo, session_id: str, name: str, value: Any) -> None:
             excerpt = excerpt[:37] + "..."
         demo.say(
             f"{name}: `{excerpt}` (chars {match.start}-{match.end}) came from result "
-            f"#{piece.id} of {piece.tool}.{piece.action} ({sources}), chars {match.at[0]}-{match.at[1]}"
+            f"#{piece.id} of {piece.tool}.{piece.action} ({sources}), "
+            f"chars {match.at[0]}-{match.at[1]}"
         )
