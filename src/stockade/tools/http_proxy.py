@@ -374,8 +374,10 @@ class _ProxyServer:
             raise _Refused(403, f"stockade: denied by {exc.decision.rule}") from None
         except StockadeError as exc:
             raise _Refused(403, f"stockade: {type(exc).__name__}") from None
-        if decision.effect is not Effect.ALLOW:
+        if decision.effect is Effect.ASK:
             raise _Refused(403, f"stockade: {decision.rule} needs approval")
+        if decision.effect is not Effect.ALLOW:
+            raise _Refused(403, f"stockade: denied by {decision.rule}")
 
 
 async def _reply(writer: asyncio.StreamWriter, status: int, message: str) -> None:

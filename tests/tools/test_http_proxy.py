@@ -1,0 +1,251 @@
+"""The forward proxy: plain HTTP and CONNECT, decided and audited by the guard."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from http_support import LoopbackServer, policy_text
+
+from stockade import Guard, MemoryAuditSink, Policy
+from stockade.errors import ConfigurationError
+from stockade.tools.http import HTTPTool
+from stockade.tools.http_proxy import start_proxy
+from stockade.tools.http_transport import StaticResolver
+
+
+class _Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.server.hits += 1  # type: ignore[attr-defined]
+        while data := self.request.recv(4096):
+            self.request.sendall(data)
+
+
+class EchoServer:
+    """A raw TCP echo server: what a TLS server looks like to a CONNECT tunnel."""
+
+    def __init__(self) -> None:
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
+        self._server.daemon_threads = True
+        self._server.hits = 0  # type: ignore[attr-defined]
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def hits(self) -> int:
+        return int(self._server.hits)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[dict[str, Any]]:
+    allowed, internal, echo = LoopbackServer(), LoopbackServer(), EchoServer()
+    extra = f"""    - id: echo-tunnel
+      host: 127.0.0.1
+      scheme: https
+      port: {echo.port}
+      tunnel: true
+    - id: named-tunnel
+      host: tunnel.legit.test
+      scheme: https
+      port: {echo.port}
+      tunnel: true
+"""
+    audit = MemoryAuditSink()
+    guard = Guard.from_text(policy_text(allowed.port, internal.port, extra), audit=audit)
+    tool = guard.capability("http")
+    assert isinstance(tool, HTTPTool)
+    tool.use_resolver(StaticResolver({"tunnel.legit.test": ["127.0.0.1"]}))
+    handle = start_proxy(guard, "127.0.0.1", 0)
+    client = httpx.Client(proxy=handle.url, trust_env=False, timeout=5)
+    yield {
+        "guard": guard,
+        "audit": audit,
+        "proxy": handle,
+        "client": client,
+        "allowed": allowed,
+        "internal": internal,
+        "echo": echo,
+    }
+    client.close()
+    handle.close()
+    guard.close()
+    for s in (allowed, internal, echo):
+        s.close()
+
+
+def _connect(env: dict[str, Any], target: str) -> tuple[bytes, socket.socket]:
+    host, port = env["proxy"].address
+    sock = socket.create_connection((host, port), timeout=5)
+    sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return head, sock
+
+
+def test_plain_http_is_forwarded_and_audited(env: dict[str, Any]) -> None:
+    r = env["client"].get(env["allowed"].url("/via-proxy?x=1"))
+    assert r.status_code == 200
+    assert r.json()["path"] == "/via-proxy?x=1"
+    event = env["audit"].events[-1]
+    assert (event.kind, event.tool, event.action) == ("decision", "http", "request")
+    assert event.decision.rule == "http:test-server"
+    assert event.session == "proxy"
+
+
+def test_post_body_is_forwarded(env: dict[str, Any]) -> None:
+    r = env["client"].post(env["allowed"].url("/items"), content=b'{"a": 1}')
+    assert r.status_code == 200
+    assert env["allowed"].hits[-1]["body"] == '{"a": 1}'
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{internal}/",
+        "http://localhost:{internal}/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://2130706433:{internal}/",
+        "http://evil.test/",
+    ],
+)
+def test_denied_requests_get_403_and_an_audit_record(env: dict[str, Any], url: str) -> None:
+    env["internal"].hits.clear()
+    before = len(env["audit"].events)
+    r = env["client"].get(url.format(internal=env["internal"].port))
+    assert r.status_code == 403
+    assert "stockade: denied by" in r.text
+    assert env["internal"].hits == []
+    assert env["audit"].events[before].decision.effect.value == "deny"
+
+
+def test_redirects_come_back_through_the_proxy(env: dict[str, Any]) -> None:
+    env["internal"].hits.clear()
+    target = f"http://127.0.0.1:{env['internal'].port}/"
+    client = httpx.Client(proxy=env["proxy"].url, trust_env=False, follow_redirects=True, timeout=5)
+    r = client.get(env["allowed"].url(f"/redirect?to={target}"))
+    client.close()
+    assert r.status_code == 403
+    assert env["internal"].hits == []
+
+
+def test_connect_tunnel_relays_bytes(env: dict[str, Any]) -> None:
+    head, sock = _connect(env, f"127.0.0.1:{env['echo'].port}")
+    assert head.startswith(b"HTTP/1.1 200")
+    sock.sendall(b"ping")
+    assert sock.recv(4) == b"ping"
+    sock.close()
+    assert env["audit"].events[-1].action == "connect"
+    assert env["audit"].events[-1].decision.rule == "http:echo-tunnel:tunnel"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "127.0.0.1:{allowed}",  # allowed for requests, but no `tunnel: true`
+        "127.0.0.1:{internal}",
+        "localhost:{echo}",
+        "169.254.169.254:443",
+        "[::ffff:127.0.0.1]:{echo}",
+        "0x7f.1:{echo}",
+    ],
+)
+def test_connect_refused(env: dict[str, Any], target: str) -> None:
+    ports = {k: env[k].port for k in ("allowed", "internal", "echo")}
+    hits = env["echo"].hits
+    head, sock = _connect(env, target.format(**ports))
+    sock.close()
+    assert head.startswith(b"HTTP/1.1 403")
+    assert env["echo"].hits == hits
+
+
+def test_connect_checks_the_resolved_address(env: dict[str, Any]) -> None:
+    """A tunnel rule for a name does not open the internal address the name resolves to."""
+    hits = env["echo"].hits
+    head, sock = _connect(env, f"tunnel.legit.test:{env['echo'].port}")
+    sock.close()
+    assert head.startswith(b"HTTP/1.1 403")
+    assert b"loopback address" in head
+    assert env["echo"].hits == hits
+
+
+def test_bad_requests(env: dict[str, Any]) -> None:
+    host, port = env["proxy"].address
+    for raw, status in (
+        (b"GARBAGE\r\n\r\n", b"400"),
+        (b"GET /relative HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+        (
+            f"POST {env['allowed'].url('/')} HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n".encode(),
+            b"413",
+        ),
+        (
+            f"POST {env['allowed'].url('/')} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".encode(),
+            b"411",
+        ),
+    ):
+        with socket.create_connection((host, port), timeout=5) as sock:
+            sock.sendall(raw)
+            assert sock.recv(100).split(b" ")[1] == status
+
+
+def test_proxy_needs_an_http_section() -> None:
+    with pytest.raises(ConfigurationError, match="`http` section"):
+        start_proxy(Policy.from_text("version: 1"))
+
+
+def test_proxy_command(tmp_path: Path) -> None:
+    server = LoopbackServer()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy_text(server.port, 1))
+    exe = Path(sys.executable).parent / "stockade"
+    proc = subprocess.Popen(
+        [str(exe), "proxy", "--policy", str(policy), "--listen", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if "proxy" not in k.lower()},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("stockade proxy listening on http://127.0.0.1:")
+        url = line.rsplit(" ", 1)[1].strip()
+        with httpx.Client(proxy=url, trust_env=False, timeout=5) as client:
+            assert client.get(server.url("/cli")).status_code == 200
+            assert client.get("http://169.254.169.254/").status_code == 403
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+        server.close()
+
+
+def test_proxy_command_bad_policy(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\nhttp: {allow: [{host: a.test, port: 0}]}\n")
+    exe = Path(sys.executable).parent / "stockade"
+    done = subprocess.run(
+        [str(exe), "proxy", "--policy", str(policy)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert "policy.yaml:2" in done.stderr
