@@ -14,7 +14,9 @@ commands, each in a fresh sandbox:
 - **seccomp** (:mod:`stockade.tools.sandbox_seccomp`): ptrace, mount, modules,
   bpf, perf, keyrings, userfaultfd, io_uring, namespace changes, TIOCSTI and,
   with the network off, every socket family but ``AF_UNIX`` are denied;
-- **Landlock** where the kernel has it (:mod:`stockade.tools.sandbox_launcher`):
+- **Landlock** where the kernel has it, applied by the launcher that starts the
+  command (``sandbox_launcher.c`` compiled on the fly, or
+  :mod:`stockade.tools.sandbox_launcher` without a C compiler):
   reads limited to the bound system paths, writes to the workspace and
   ``/tmp``, TCP connect to nothing (or the proxy relay), signals and abstract
   Unix sockets scoped to the sandbox;

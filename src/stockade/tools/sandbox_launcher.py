@@ -1,5 +1,9 @@
 """The last step before a sandboxed command: resource limits, Landlock, exec.
 
+``sandbox_launcher.c`` beside this file does the same without starting an
+interpreter; stockade compiles and uses it where a C compiler is found, and
+this one otherwise (and always for the proxy network, whose relay is here).
+
 This file runs *inside* the sandbox (``python -I -S sandbox_launcher.py
 CONFIG -- ARGV...``, CONFIG a hex-encoded :mod:`marshal` dict), after
 bubblewrap has built the namespaces and loaded the seccomp filter, and right
