@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from stockade.errors import JournalError, ToolError
-from stockade.tools.journal import Journal, JournalEntry, Restorer
+from stockade.tools.journal import INLINE_BLOB, Journal, JournalEntry, Restorer
 
 
 class KVRestorer:
@@ -82,11 +82,23 @@ def test_budget_is_enforced_and_nothing_is_recorded(tmp_path: Path) -> None:
         Journal(tmp_path / "x", blob_budget=-1)
 
 
+def test_large_blobs_live_in_files_small_ones_in_the_database(tmp_path: Path) -> None:
+    j = Journal(tmp_path, blob_budget=1 << 20)
+    big, small = b"b" * (INLINE_BLOB + 1), b"small"
+    for blob in (big, small):
+        j.record(call_id="c", session="s", tool="t", kind="k", target="x", before={}, blob=blob)
+    files = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
+    assert [p.read_bytes() for p in files] == [big]
+    digests = [e.blob_digest or "" for e in j.entries()]
+    assert [j.blob(d) for d in digests] == [small, big]
+
+
 def test_damaged_or_missing_blobs_are_reported(tmp_path: Path) -> None:
-    j = Journal(tmp_path, blob_budget=100)
-    j.record(call_id="c", session="s", tool="t", kind="k", target="x", before={}, blob=b"abc")
+    j = Journal(tmp_path, blob_budget=1 << 20)
+    data = b"a" * (INLINE_BLOB + 10)
+    j.record(call_id="c", session="s", tool="t", kind="k", target="x", before={}, blob=data)
     digest = j.entries()[0].blob_digest or ""
-    (tmp_path / "blobs" / digest[:2] / digest).write_bytes(b"abd")
+    (tmp_path / "blobs" / digest[:2] / digest).write_bytes(data[:-1] + b"b")
     with pytest.raises(JournalError, match="damaged"):
         j.blob(digest)
     with pytest.raises(JournalError, match="missing"):

@@ -13,7 +13,8 @@ first and asks the tool's :class:`Restorer` to put each one back.
 >>> journal.undo(call_id="c1", restorers=fs_tool.restorers())     # doctest: +SKIP
 
 Storage: ``<path>/journal.db`` (SQLite) and ``<path>/blobs/ab/abcdef...``
-(SHA-256 named, verified on read). Blobs count against ``blob_budget`` bytes;
+(SHA-256 named, verified on read); blobs up to 64 KiB are kept in the
+database itself. Blobs count against ``blob_budget`` bytes;
 a record that would go over it is refused, and a tool MUST refuse the change
 it could not journal.
 
@@ -42,7 +43,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from stockade.errors import JournalError, StockadeError
 
-__all__ = ["Journal", "JournalEntry", "Restorer", "register"]
+__all__ = ["INLINE_BLOB", "Journal", "JournalEntry", "Restorer", "register"]
+
+#: blobs up to this size live in the database (one file create less per change)
+INLINE_BLOB = 64 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -60,7 +64,7 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_call ON entries (call_id);
 CREATE INDEX IF NOT EXISTS entries_session ON entries (session);
-CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (digest TEXT PRIMARY KEY, size INTEGER NOT NULL, data BLOB);
 """
 
 
@@ -141,6 +145,9 @@ class Journal:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(blobs)")}
+            if "data" not in columns:  # a journal made before blobs could be inline
+                self._db.execute("ALTER TABLE blobs ADD COLUMN data BLOB")
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(
                 f"cannot open the journal in `{path}`: {type(exc).__name__}"
@@ -171,6 +178,11 @@ class Journal:
                 f"the journal's blob budget ({self.blob_budget} bytes) is spent; "
                 "the change was not made"
             )
+        if len(data) <= INLINE_BLOB:
+            self._db.execute(
+                "INSERT INTO blobs (digest, size, data) VALUES (?, ?, ?)", (digest, len(data), data)
+            )
+            return digest
         final = self._blob_path(digest)
         final.parent.mkdir(exist_ok=True, mode=0o700)
         tmp = final.with_name(f".{digest}.{secrets.token_hex(4)}.tmp")
@@ -193,10 +205,15 @@ class Journal:
         missing or does not match its digest."""
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise JournalError(f"`{digest[:80]}` is not a blob digest")
-        try:
-            data = self._blob_path(digest).read_bytes()
-        except OSError as exc:
-            raise JournalError(f"blob `{digest}` is missing from the journal") from exc
+        with self._lock:
+            row = self._db.execute("SELECT data FROM blobs WHERE digest = ?", (digest,)).fetchone()
+        if row is not None and row[0] is not None:
+            data = bytes(row[0])
+        else:
+            try:
+                data = self._blob_path(digest).read_bytes()
+            except OSError as exc:
+                raise JournalError(f"blob `{digest}` is missing from the journal") from exc
         if hashlib.sha256(data).hexdigest() != digest:
             raise JournalError(f"blob `{digest}` is damaged (its digest does not match)")
         return data
