@@ -83,7 +83,7 @@ def test_secret_never_reaches_the_model_audit_or_logs(
     # 1. the server echoes the credential back in its body and in a header
     r = guard.call("http", "request", {"url": server.url("/echo?x=1")})
     seen += [repr(r.value), repr(r.meta), repr(r.labels), repr(r.call)]
-    assert "[secret:test-api]" in r.value["body"] + repr(r.value["headers"]) + r.value["url"]
+    assert "<SECRET_TEST_API>" in r.value["body"] + repr(r.value["headers"]) + r.value["url"]
     assert r.meta["http_credentials"] == ["test-api"]
     # 2. a redirect that carries the query (with a query-attached secret) along
     r = guard.call("http", "request", {"url": server.url("/echo-redirect")})
@@ -172,7 +172,7 @@ def test_describe_shows_placeholders_only(monkeypatch: pytest.MonkeyPatch) -> No
     guard = _guard(policy_text(1, 2, extra))
     tool = guard.capability("http")
     assert tool is not None
-    assert "[secret:t]" in repr(tool.describe())
+    assert "<SECRET_T>" in repr(tool.describe())
     assert "do-not-show-me" not in repr(tool.describe()) + repr(guard.policy.sections)
     guard.close()
 

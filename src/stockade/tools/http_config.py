@@ -118,8 +118,9 @@ class SecretSpec:
 
     @property
     def placeholder(self) -> str:
-        """What the model sees in place of the value."""
-        return f"[secret:{self.name}]"
+        """What the model sees in place of the value: ``<SECRET_WEATHER_KEY>`` for
+        ``weather-key`` (the form of the scanners' pseudonyms, so they leave it alone)."""
+        return "<SECRET_" + re.sub(r"[^A-Z0-9]", "_", self.name.upper()) + ">"
 
     def load(self) -> str:
         """The secret's value; raise :class:`HTTPError` (never showing it) when missing."""
