@@ -84,3 +84,18 @@ def test_stored_record_parsing_errors() -> None:
     with pytest.raises(AuditIntegrityError):
         StoredRecord("o", 3, b"[1]").parsed()
     assert StoredRecord("o", 3, b'{"a":1}').as_export() == {"seq": 3, "a": 1}
+
+
+def test_nul_and_lone_surrogates_cannot_make_the_log_refuse_a_record() -> None:
+    hmac = ArgsHMAC(b"k" * 32)
+    ev = event(1)
+    ev.args = {"q": "a\x00b\ud800c", "\x00key": 1}
+    ev.raw_args = {"q": "a\x00b\ud800c"}
+    data, _ = encode_event(ev, "o", hmac)
+    data.decode("utf-8")  # strictly valid UTF-8
+    record = json.loads(data)
+    assert record["args"] == {"q": "a\ufffdb\ufffdc", "\ufffdkey": 1}
+    hmac.check({"q": "a\x00b\ud800c"}, record["args_hmac"])
+    with pytest.raises(AuditIntegrityError):  # the HMAC keeps the exact raw value
+        hmac.check({"q": "a\ufffdb\ufffdc"}, record["args_hmac"])
+    assert canonical_json({"k": "\\u0000 is text"}) == b'{"k":"\\\\u0000 is text"}'

@@ -91,3 +91,20 @@ def test_lost_connection_fails_one_append_then_reconnects(
 def test_unreachable_server() -> None:
     with pytest.raises(AuditError, match="cannot open"):
         PostgresStore("postgresql://postgres@127.0.0.1:1/none?connect_timeout=2", "o")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_hostile_strings_are_stored(
+    kind: str, request: pytest.FixtureRequest, tmp_path: object, keys: KeyPaths, origin: str
+) -> None:
+    location = str(tmp_path) + "/a.db" if kind == "sqlite" else request.getfixturevalue("pg_db")
+    log = open_log(make_store(kind, location, origin), keys)
+    ev = event(0, session="s\x00\ud800")
+    ev.args = {"path": "\x00\ud800\U0001f600", "n": float("nan")}
+    assert log.append(ev) == 0
+    log.close()
+    reader = make_store(kind, location, origin)
+    rec = next(iter(reader.query(Query(session="s\ufffd\ufffd")))).parsed()
+    assert rec["args"] == {"path": "\ufffd\ufffd\U0001f600", "n": "nan"}
+    verify_log(reader, load_public_key(keys.public), strict=True)
+    reader.close()

@@ -39,14 +39,26 @@ __all__ = [
 RECORD_VERSION = 1
 
 
+# NUL and every surrogate code point map to U+FFFD (a valid pair never reaches
+# here: Python strings hold astral characters as one code point)
+_UNSTORABLE = {0: 0xFFFD, **dict.fromkeys(range(0xD800, 0xE000), 0xFFFD)}
+
+
+def _text(value: str) -> str:
+    """A string every store can hold: no NUL, no lone surrogate (both become U+FFFD)."""
+    return value.translate(_UNSTORABLE)
+
+
 def _plain(value: Any) -> Any:
-    """JSON-able data; anything else becomes its type name (never its ``repr``)."""
-    if value is None or isinstance(value, (str, bool, int)):
+    """JSON-able, storable data; other values become their type name (never their ``repr``)."""
+    if isinstance(value, str):
+        return _text(value)
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {_text(str(k)): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, bytes):
@@ -54,21 +66,52 @@ def _plain(value: Any) -> Any:
     return f"<{type(value).__name__}>"
 
 
+def _dumps(obj: Any) -> str:
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
 def canonical_json(obj: Any) -> bytes:
     """Canonical JSON bytes: sorted keys, compact, UTF-8, no NaN.
+
+    Values JSON cannot hold become their type name; NUL characters and lone
+    surrogates become U+FFFD (no store takes them, and an attacker must not be
+    able to make the log refuse a record).
 
     >>> canonical_json({"b": 1, "a": [True, None]})
     b'{"a":[true,null],"b":1}'
     """
     try:
-        text = json.dumps(
-            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        text = _dumps(obj)
+        if "\\u0000" not in text:
+            return text.encode("utf-8")
+    except (TypeError, ValueError):  # not JSON data (UnicodeEncodeError is a ValueError)
+        pass
+    return _dumps(_plain(obj)).encode("utf-8")
+
+
+def _raw_json(obj: Any) -> bytes:
+    """Canonical JSON of raw arguments for the HMAC: nothing replaced, nothing lost."""
+    try:
+        text = _dumps(obj)
     except (TypeError, ValueError):
         text = json.dumps(
-            _plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            _plain_raw(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False
         )
     return text.encode("utf-8", "surrogatepass")
+
+
+def _plain_raw(value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value if not isinstance(value, float) or math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain_raw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_raw(v) for v in value]
+    if isinstance(value, bytes):
+        return {"bytes": value.hex()}
+    return f"<{type(value).__name__}>"
 
 
 class ArgsHMAC:
@@ -88,7 +131,7 @@ class ArgsHMAC:
 
     def digest(self, raw_args: Mapping[str, Any]) -> str:
         """The tag stored in a record's ``args_hmac``."""
-        mac = hmac.new(self._key, canonical_json(dict(raw_args)), hashlib.sha256)
+        mac = hmac.new(self._key, _raw_json(dict(raw_args)), hashlib.sha256)
         return self.PREFIX + mac.hexdigest()
 
     def check(self, raw_args: Mapping[str, Any], tag: str) -> None:
