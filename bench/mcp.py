@@ -50,6 +50,24 @@ async def _measure(params: StdioServerParameters, calls: int) -> list[float]:
     return times
 
 
+async def _guard_only(calls: int) -> list[float]:
+    """The guard pipeline alone (in process) around an async no-op tool, for scale."""
+    from stockade import Guard
+
+    guard = Guard.from_text(POLICY.split("mcp:")[0])
+
+    @guard.tool()
+    async def echo(text: str) -> str:
+        return text
+
+    times: list[float] = []
+    for i in range(calls):
+        start = time.perf_counter()
+        await guard.acall("echo", "call", {"text": f"hello {i}"})
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300, help="calls per run")
@@ -76,9 +94,11 @@ def main() -> int:
         )
         direct_runs: list[list[float]] = []
         proxy_runs: list[list[float]] = []
+        guard_runs: list[list[float]] = []
         for _ in range(args.runs):  # interleaved so both see the same machine load
             direct_runs.append(anyio.run(_measure, direct, args.calls))
             proxy_runs.append(anyio.run(_measure, proxy, args.calls))
+            guard_runs.append(anyio.run(_guard_only, args.calls))
     direct_cps = statistics.median(len(r) / sum(r) for r in direct_runs)
     proxy_cps = statistics.median(len(r) / sum(r) for r in proxy_runs)
     direct_p50 = statistics.median(statistics.median(r) for r in direct_runs)
@@ -92,6 +112,9 @@ def main() -> int:
         "proxy_p50_us": round(proxy_p50 * 1e6, 1),
         "added_latency_us": round((proxy_p50 - direct_p50) * 1e6, 1),
         "throughput_ratio": round(proxy_cps / direct_cps, 3),
+        "guard_pipeline_p50_us": round(
+            statistics.median(statistics.median(r) for r in guard_runs) * 1e6, 1
+        ),
     }
     if args.json:
         print(json.dumps(result))
@@ -107,6 +130,7 @@ def main() -> int:
             f"  added latency (p50): {result['added_latency_us']} us; "
             f"proxy throughput = {result['throughput_ratio']}x direct"
         )
+        print(f"  the guard pipeline alone (in process): {result['guard_pipeline_p50_us']} us")
     return 0
 
 
