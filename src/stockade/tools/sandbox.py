@@ -682,6 +682,19 @@ class Sandbox:
         if config.network == "proxy" and config.proxy_address is None:
             raise ExecError("network `proxy` needs the proxy's address (`proxy_address`)")
         self._interp = _interpreter(config.system_paths)
+        self._cgroup_base: Path | None = None
+        self.probe = probe()
+        self._bridge: ProxyBridge | None = None
+        if config.mode == "bwrap":
+            self._check_available()
+        if os.geteuid() == 0 and self._layers_on.rlimits:
+            self._cgroup_base = _PidsCgroup.base()
+            if self._cgroup_base is None and config.mode == "bwrap":
+                raise SandboxUnavailable(
+                    "running as root, the process limit needs a writable pids cgroup "
+                    "(/sys/fs/cgroup/pids or a cgroup2 root with the pids controller); "
+                    "run stockade as an ordinary user instead"
+                )
         # The C launcher where it can be built; the Python one runs the proxy relay.
         c_launcher = None
         needs_relay = config.mode == "bwrap" and config.network == "proxy"
@@ -691,11 +704,7 @@ class Sandbox:
             raise SandboxUnavailable("the C launcher cannot be built (no C compiler?)")
         self._launcher_kind = "c" if c_launcher else "python"
         self._launcher = c_launcher or _launcher_file(self._interp)
-        self._cgroup_base: Path | None = None
-        self.probe = probe()
-        self._bridge: ProxyBridge | None = None
         if config.mode == "bwrap":
-            self._check_available()
             if config.network == "proxy" and config.proxy_address is not None:
                 self._bridge = ProxyBridge(config.proxy_address)
             self._seccomp = (
@@ -707,14 +716,6 @@ class Sandbox:
         else:
             self._seccomp = b""
             self._prefix = []
-        if os.geteuid() == 0 and self._layers_on.rlimits:
-            self._cgroup_base = _PidsCgroup.base()
-            if self._cgroup_base is None and config.mode == "bwrap":
-                raise SandboxUnavailable(
-                    "running as root, the process limit needs a writable pids cgroup "
-                    "(/sys/fs/cgroup/pids or a cgroup2 root with the pids controller); "
-                    "run stockade as an ordinary user instead"
-                )
         self.layers = self._layer_facts()
 
     @classmethod
