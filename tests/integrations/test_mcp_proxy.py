@@ -355,3 +355,21 @@ async def test_sandbox_layer_alone(workspace: Path, tmp_path: Path, scenario: An
 async def call_proxy(proxy: MCPProxy, name: str, args: dict[str, Any]) -> tuple[str, bool]:
     res = await proxy.call_tool(name, args)
     return res.content[0].text, bool(res.is_error)  # type: ignore[union-attr]
+
+
+async def test_results_are_scanned_and_masked(
+    scenario: dict[str, Any], workspace: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("stockade.scan.config")
+    scan = "scan:\n  results: [hygiene, injection, secrets]\n  mask: {secrets: redact}\n"
+    guard = guard_for(scenario_policy(scenario, tmp_path / "pins.json") + scan)
+    async with MCPProxy(guard, [sys.executable, TEST_SERVER, str(workspace)]) as proxy:
+        text, error = await call_proxy(
+            proxy, "echo", {"text": "the token is ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"}
+        )
+        assert not error and "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789" not in text
+        text, error = await call_proxy(proxy, "read_file", {"path": "notes/todo.md"})
+    events: Any = guard.audit
+    outcomes = [e for e in events.events if e.kind == "outcome"]
+    assert any(f.masked for f in outcomes[0].findings)
+    assert outcomes[1].findings, "the injected note is flagged"
