@@ -165,3 +165,27 @@ def test_never_raises_on_any_value(value: Any) -> None:
     assert isinstance(errors, list)
     if not isinstance(value, dict):
         assert errors
+
+
+def test_schema_from_described_argument_names(tmp_path: Any) -> None:
+    from stockade import Capability, Output
+
+    class Named(Capability):
+        name = "named"
+        actions = frozenset({"read", "list"})
+
+        def execute(self, call: Any, ctx: Any) -> Output:
+            return Output("")
+
+        def describe(self) -> dict[str, Any]:
+            return {"name": "named", "arguments": {"read": ["path", "offset"], "list": ["path"]}}
+
+    schema = schema_for(Named(), "read")
+    assert schema == {
+        "type": "object",
+        "properties": {"path": {}, "offset": {}},
+        "additionalProperties": False,
+    }
+    assert compile_schema(schema).errors({"path": "a", "mode": "x"}) == [
+        "`mode`: unexpected argument"
+    ]

@@ -432,7 +432,9 @@ def schema_for(capability: Capability, action: str) -> dict[str, Any]:
 
     A :class:`FunctionCapability` gets one from its signature and type hints;
     another capability may publish ``describe()["schemas"][action]`` (or
-    ``describe()["parameters"]`` as a JSON schema); otherwise any object.
+    ``describe()["parameters"]`` as a JSON schema), or only the argument
+    names (``describe()["arguments"|"parameters"]``, per action or for all):
+    then those names and no others; otherwise any object.
     """
     if isinstance(capability, FunctionCapability):
         return _function_schema(capability)
@@ -443,6 +445,18 @@ def schema_for(capability: Capability, action: str) -> dict[str, Any]:
     params = desc.get("parameters")
     if isinstance(params, Mapping) and params.get("type") == "object":
         return dict(params)
+    for key in ("arguments", "parameters"):
+        names = desc.get(key)
+        if isinstance(names, Mapping):
+            names = names.get(action)
+        if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+            # Only the names are known: any JSON value each, nothing else; the
+            # tool's own checks judge the values.
+            return {
+                "type": "object",
+                "properties": {n: {} for n in names},
+                "additionalProperties": False,
+            }
     return {"type": "object"}
 
 
