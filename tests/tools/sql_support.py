@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 import yaml
 
-from stockade_testing import require_service
 from stockade.guard import Guard
 from stockade.policy import Policy
 from stockade.stages import MemoryAuditSink, NoFlow, NoScanner
 from stockade.tools.sql import DatabaseConfig, SQLConfig
 from stockade.tools.sql_cli import grant_statements
+from stockade_testing import require_service
 
 ATTACKS = Path(__file__).resolve().parents[1] / "attacks" / "sql"
 

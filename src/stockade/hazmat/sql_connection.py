@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -30,6 +30,7 @@ from stockade.tools.sql_engines import (
     Engine,
     EngineSpec,
     QueryResult,
+    Runner,
     _sqlite_path,
     engine_kind,
     mysql_params,
@@ -99,9 +100,9 @@ class RawEngine(Engine):
         return QueryResult(columns, rows[:max_rows], truncated=len(rows) > max_rows)
 
     @contextmanager
-    def transaction(self, *, timeout: float) -> Iterator[Callable[[str], QueryResult]]:
+    def transaction(self, *, timeout: float) -> Iterator[Runner]:
         """Run each statement as it comes (autocommit)."""
-        yield lambda sql: self.query(sql, max_rows=1_000_000, timeout=timeout)
+        yield lambda sql, params=None: self.query(sql, max_rows=1_000_000, timeout=timeout)
 
     def close(self) -> None:
         """Close the connection."""

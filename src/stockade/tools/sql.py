@@ -60,6 +60,7 @@ from stockade.tools.sql_engines import ColumnInfo, Engine, EngineSpec, engine_ki
 
 if TYPE_CHECKING:
     from stockade.policy import Policy
+    from stockade.tools.journal import Journal, Restorer
 
 __all__ = [
     "DatabaseConfig",
@@ -114,8 +115,6 @@ class DatabaseConfig:
     functions_allow: frozenset[str] = frozenset()
     functions_deny: frozenset[str] = frozenset()
     max_affected: int = 10
-    journal: Path | None = None
-    journal_budget: int = 50_000_000
     namespace: str = ""
     base_dir: Path = field(default_factory=Path.cwd)
 
@@ -143,9 +142,12 @@ class DatabaseConfig:
 
 @dataclass(frozen=True)
 class SQLConfig:
-    """The parsed ``sql:`` section: databases by name."""
+    """The parsed ``sql:`` section: databases by name, and the journal that keeps
+    the rows writes change (needed when any database is read-write)."""
 
     databases: Mapping[str, DatabaseConfig]
+    journal: Path | None = None
+    journal_budget: int = 50_000_000
 
 
 # -- the policy section -----------------------------------------------------------------
@@ -159,8 +161,6 @@ _DB_KEYS = (
     "max_sql_length",
     "functions",
     "max_affected",
-    "journal",
-    "journal_budget",
     "schema",
 )
 _TABLE_KEYS = ("columns", "deny_columns", "mask", "confidential", "integrity", "write")
@@ -238,13 +238,13 @@ def _parse_database(name: str, node: Node, ctx: SectionContext) -> DatabaseConfi
             functions_allow = frozenset(f.lower() for f in _idents(fm["allow"]))
         if "deny" in fm:
             functions_deny = frozenset(f.lower() for f in _idents(fm["deny"]))
-    journal = None
-    if "journal" in m:
-        journal = Path(m["journal"].string())
-        if not journal.is_absolute():
-            journal = ctx.base_dir / journal
-    if mode == "read-write" and journal is None:
-        m["mode"].fail("`mode: read-write` needs a `journal` folder so writes can be undone")
+    for t in tables.values():
+        if t.write and (t.columns is not None or t.deny_columns):
+            tnode.fail(
+                f"table `{t.name}` is writable: it cannot restrict columns (the journal "
+                "must read whole rows to undo a change)",
+                key=t.name,
+            )
     namespace = m["schema"].string() if "schema" in m else ""
     if namespace and engine != "postgres":
         m["schema"].fail("`schema` applies to postgresql only")
@@ -264,8 +264,6 @@ def _parse_database(name: str, node: Node, ctx: SectionContext) -> DatabaseConfi
         functions_allow=functions_allow,
         functions_deny=functions_deny,
         max_affected=m["max_affected"].integer(minimum=1) if "max_affected" in m else 10,
-        journal=journal,
-        journal_budget=m["journal_budget"].size() if "journal_budget" in m else 50_000_000,
         namespace=namespace,
         base_dir=ctx.base_dir,
     )
@@ -286,7 +284,7 @@ def parse_section(node: Node, ctx: SectionContext) -> SQLConfig:
     tables) and, in read-write mode, ``sql:D:write`` (``execute`` of the
     listed kinds on the listed tables).
     """
-    m = node.mapping(allowed=("databases",), required=("databases",))
+    m = node.mapping(allowed=("databases", "journal", "journal_budget"), required=("databases",))
     dbs: dict[str, DatabaseConfig] = {}
     dnode = m["databases"]
     for name, n in dnode.mapping().items():
@@ -299,7 +297,19 @@ def parse_section(node: Node, ctx: SectionContext) -> SQLConfig:
         _add_rules(db, n, ctx)
     if not dbs:
         dnode.fail("configure at least one database")
-    return SQLConfig(databases=dbs)
+    journal = None
+    if "journal" in m:
+        journal = Path(m["journal"].string())
+        if not journal.is_absolute():
+            journal = ctx.base_dir / journal
+    writer = next((d for d in dbs.values() if not d.read_only), None)
+    if writer is not None and journal is None:
+        dnode.fail(
+            f"database `{writer.name}` is read-write: the `sql:` section needs a `journal` "
+            "folder so its writes can be undone"
+        )
+    budget = m["journal_budget"].size() if "journal_budget" in m else 50_000_000
+    return SQLConfig(databases=dbs, journal=journal, journal_budget=budget)
 
 
 def _add_rules(db: DatabaseConfig, node: Node, ctx: SectionContext) -> None:
@@ -335,7 +345,6 @@ def _add_rules(db: DatabaseConfig, node: Node, ctx: SectionContext) -> None:
     )
     writable = sorted(k for k, t in db.tables.items() if t.write)
     if db.mode == "read-write" and writable:
-        kinds = sorted({k for t in db.tables.values() for k in t.write})
         ctx.add_rule(
             RuleSpec(
                 id=f"sql:{db.name}:write",
@@ -343,11 +352,8 @@ def _add_rules(db: DatabaseConfig, node: Node, ctx: SectionContext) -> None:
                 actions=("execute",),
                 effect=Effect.ALLOW,
                 mode=ctx.mode,
-                when={
-                    **base,
-                    "tables_written": {"one_of": writable},
-                    "kind": {"one_of": kinds},
-                },
+                # the statement kinds per table are the tool's own check (sql:write)
+                when={**base, "tables_written": {"one_of": writable}},
                 reason=f"the agent may change rows of listed tables in `{db.name}`",
                 origin=origin,
                 node=node,
@@ -495,7 +501,15 @@ class SQLTool(Capability):
             analysis = self._analyse(db, sql, write=action == "execute")
         except Violation as v:
             prepared.violation = v
-            args.update({"kind": "denied", "tables": [], "columns": [], "functions": []})
+            args.update(
+                {
+                    "kind": "denied",
+                    "tables": [],
+                    "tables_written": [],
+                    "columns": [],
+                    "functions": [],
+                }
+            )
         else:
             prepared.analysis = analysis
             args.update(analysis.derived())
@@ -511,12 +525,15 @@ class SQLTool(Capability):
             raise Violation("sql:read-only", f"database `{db.name}` is read-only")
         tables = self._table_policies(db)
         try:
-            return self._run_analysis(db, sql, tables, write)
+            analysis = self._run_analysis(db, sql, tables, write)
         except Violation as v:
             if v.rule != "sql:table" or len(tables) == len(db.tables):
                 raise
-        # An allowed table the cached schema does not know: read it again once.
-        return self._run_analysis(db, sql, self._table_policies(db, refresh=True), write)
+            # An allowed table the cached schema does not know: read it again once.
+            analysis = self._run_analysis(db, sql, self._table_policies(db, refresh=True), write)
+        if write and analysis.kind == "select":
+            raise Violation("sql:statement", "`execute` is for writes; read with `query`")
+        return analysis
 
     def _run_analysis(
         self, db: DatabaseConfig, sql: str, tables: Mapping[str, TablePolicy], write: bool
@@ -662,6 +679,28 @@ class SQLTool(Capability):
 
         return run_write(self, db, analysis, call)
 
+    # -- journal and undo -----------------------------------------------------------
+
+    @property
+    def journal(self) -> Journal | None:
+        """The journal of the rows writes changed (``None`` when every database is
+        read-only); opened on first use."""
+        if self.config.journal is None:
+            return None
+        with self._lock:
+            if self._writer is None:
+                from stockade.tools.journal import Journal
+
+                self._writer = Journal(self.config.journal, blob_budget=self.config.journal_budget)
+            journal: Journal = self._writer
+            return journal
+
+    def restorers(self) -> Mapping[str, Restorer]:
+        """What ``stockade undo`` uses to put this tool's rows back."""
+        from stockade.tools.sql_write import SQLRestorer
+
+        return {"sql": SQLRestorer(self)}
+
     def close(self) -> None:
         """Close every engine."""
         with self._lock:
@@ -671,6 +710,7 @@ class SQLTool(Capability):
             self._engines.clear()
             if self._writer is not None:
                 self._writer.close()
+                self._writer = None
 
 
 def _jsonable(value: Any) -> Any:

@@ -509,45 +509,54 @@ def _analyse_write(
     dialect: str,
     functions: set[str],
 ) -> Analysis:
-    target_table = root.find(exp.Table)
-    if target_table is None:
-        raise Violation("sql:statement", "cannot tell which table the statement writes")
-    target = str(target_table.name)
+    """One INSERT/UPDATE/DELETE on one table the policy lists for that kind.
+
+    No subqueries, joins, ``USING``, ``ON CONFLICT``/``ON DUPLICATE KEY``,
+    ``RETURNING`` or ``INSERT ... SELECT``; UPDATE and DELETE need a WHERE.
+    """
+    tables_in = list(root.find_all(exp.Table))
+    if len(tables_in) != 1:
+        raise Violation("sql:statement", f"`{kind.upper()}` may name exactly one table")
+    target = str(tables_in[0].name)
     spec = next((t for t in tables.values() if t.name == target), None)
     if spec is None or kind not in spec.write:
         raise Violation("sql:write", f"`{kind.upper()}` on table `{target}` is not allowed")
-    read: set[str] = {str(t.name) for t in root.find_all(exp.Table)}
+    if root.find(exp.Select) is not None or root.find(exp.Subquery) is not None:
+        raise Violation("sql:statement", f"subqueries in `{kind.upper()}` are not allowed")
+    for arg in ("from", "from_", "joins", "using", "conflict", "on_conflict", "returning"):
+        if root.args.get(arg):
+            raise Violation(
+                "sql:statement", f"`{kind.upper()}` with `{arg.rstrip('_').upper()}` is not allowed"
+            )
+    if root.find(exp.OnConflict) is not None:
+        raise Violation("sql:statement", "`ON CONFLICT` / `ON DUPLICATE KEY` is not allowed")
+    names: list[str] = [str(c.name) for c in root.find_all(exp.Column)]
+    if kind == "insert":
+        schema = root.this
+        if isinstance(schema, exp.Schema):
+            names += [str(i.name) for i in schema.expressions]
     cols: set[str] = set()
-    for column in root.find_all(exp.Column):
-        name = column.name
-        if (
-            name
-            and name not in spec.allowed
-            and name.lower() not in {c.lower() for c in spec.allowed}
-        ):
-            raise Violation("sql:column", f"column `{target}.{name}` is not allowed")
-        cols.add(f"{target}.{name}")
+    for name in names:
+        real = spec.by_lower.get(name.lower())
+        if real is None:
+            raise Violation("sql:column", f"table `{target}` has no column `{name}`")
+        if real not in spec.allowed:
+            raise Violation("sql:column", f"column `{target}.{real}` is not allowed")
+        cols.add(f"{target}.{real}")
     where = ""
     if kind in ("update", "delete"):
         clause = root.args.get("where")
         if clause is None:
             raise Violation("sql:where", f"`{kind.upper()}` without `WHERE` is not allowed")
         where = clause.this.sql(dialect=dialect, comments=False)
-        if root.args.get("from") or root.args.get("from_") or root.args.get("joins"):
-            raise Violation("sql:statement", f"`{kind.upper()}` with joins is not allowed")
-        if root.args.get("using"):
-            raise Violation("sql:statement", f"`{kind.upper()}` with `USING` is not allowed")
-    if kind == "insert":
-        if root.args.get("conflict") or root.args.get("on_conflict"):
-            raise Violation("sql:statement", "`INSERT ... ON CONFLICT` is not allowed")
-        if root.find(exp.Select) is not None:
-            raise Violation("sql:statement", "`INSERT ... SELECT` is not allowed")
-    if root.args.get("returning") is not None:
-        raise Violation("sql:statement", "`RETURNING` is not allowed")
+    if kind == "update":
+        for assignment in root.expressions:
+            if not isinstance(assignment, exp.EQ) or not isinstance(assignment.this, exp.Column):
+                raise Violation("sql:statement", "`UPDATE` must set plain columns")
     return Analysis(
         kind=kind,
         statement=root.sql(dialect=dialect, comments=False),
-        tables=tuple(sorted(read - {target})),
+        tables=(),
         tables_written=(target,),
         columns=tuple(sorted(cols)),
         functions=tuple(sorted(functions)),

@@ -107,8 +107,8 @@ def grant_statements(
             cols = _columns_for(db, key, schema)
             col_list = f" ({', '.join(_pg_ident(c) for c in cols)})" if cols is not None else ""
             out.append(f"GRANT SELECT{col_list} ON {target} TO {_pg_ident(role)};")
-            for kind in spec.write if not db.read_only else ():
-                out.append(f"GRANT {kind.upper()} ON {target} TO {_pg_ident(role)};")
+            for kind in _write_grants(db, key):
+                out.append(f"GRANT {kind} ON {target} TO {_pg_ident(role)};")
         if db.read_only:
             out.append(f"ALTER ROLE {_pg_ident(role)} SET default_transaction_read_only = on;")
         out.append(
@@ -126,13 +126,26 @@ def grant_statements(
             cols = _columns_for(db, key, schema)
             col_list = f" ({', '.join(_my_ident(c) for c in cols)})" if cols is not None else ""
             out.append(f"GRANT SELECT{col_list} ON {target} TO {account};")
-            for kind in spec.write if not db.read_only else ():
-                out.append(f"GRANT {kind.upper()} ON {target} TO {account};")
+            for kind in _write_grants(db, key):
+                out.append(f"GRANT {kind} ON {target} TO {account};")
         return out
     out.append("-- sqlite has no accounts: the tool opens the file read-only (mode=ro) with an")
     out.append("-- authorizer; also make the file read-only for the agent's OS user, e.g.:")
     out.append("-- chmod 0444 <file>")
     return out
+
+
+def _write_grants(db: DatabaseConfig, key: str) -> list[str]:
+    """The write privileges for a table: its kinds, and what undoing them needs
+    (undoing an INSERT deletes the rows, undoing a DELETE inserts them back)."""
+    if db.read_only:
+        return []
+    kinds = set(db.tables[key].write)
+    if "insert" in kinds:
+        kinds.add("delete")
+    if "delete" in kinds:
+        kinds.add("insert")
+    return [k.upper() for k in ("insert", "update", "delete") if k in kinds]
 
 
 def _pg_literal(text: str) -> str:

@@ -36,7 +36,7 @@ import threading
 import time
 import urllib.parse
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +132,9 @@ def _message(exc: BaseException) -> str:
     return _LITERAL.sub("'…'", text)[:200]
 
 
+Runner = Callable[..., QueryResult]
+
+
 class Engine(ABC):
     """One connection to one database, with the engine's own limits.
 
@@ -140,6 +143,7 @@ class Engine(ABC):
 
     kind: str = ""
     namespace: str = ""
+    placeholder: str = "%s"
 
     def __init__(self, spec: EngineSpec) -> None:
         self.spec = spec
@@ -155,9 +159,15 @@ class Engine(ABC):
 
     @abstractmethod
     @contextmanager
-    def transaction(self, *, timeout: float) -> Iterator[Callable[[str], QueryResult]]:
-        """A write transaction: yields ``run(sql)``; commits when the block ends
-        without an exception, rolls back otherwise."""
+    def transaction(self, *, timeout: float) -> Iterator[Runner]:
+        """A write transaction: yields ``run(sql, params)``; commits when the block
+        ends without an exception, rolls back otherwise. ``params`` fill the
+        engine's placeholders (:attr:`placeholder`); without them the text is
+        sent as it is (no ``%`` formatting)."""
+
+    def primary_key(self, table: str) -> tuple[str, ...]:
+        """The primary-key columns of an allowed table (empty when it has none)."""
+        return ()
 
     @abstractmethod
     def close(self) -> None:
@@ -174,6 +184,7 @@ class SQLiteEngine(Engine):
 
     kind = "sqlite"
     namespace = "main"
+    placeholder = "?"
 
     def __init__(self, spec: EngineSpec) -> None:
         super().__init__(spec)
@@ -305,16 +316,24 @@ class SQLiteEngine(Engine):
                 raise self._fail(exc, timeout) from exc
         return QueryResult(columns, rows[:max_rows], truncated=len(rows) > max_rows)
 
+    def primary_key(self, table: str) -> tuple[str, ...]:
+        """See :meth:`Engine.primary_key`."""
+        with self._lock, self._trust():
+            rows = self._conn.execute(
+                "SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk", (table,)
+            ).fetchall()
+        return tuple(str(r[0]) for r in rows)
+
     @contextmanager
-    def transaction(self, *, timeout: float) -> Iterator[Callable[[str], QueryResult]]:
+    def transaction(self, *, timeout: float) -> Iterator[Runner]:
         """See :meth:`Engine.transaction`."""
         if self.spec.read_only:
             raise SQLError("this database is read-only")
         with self._lock, self._deadline(timeout):
 
-            def run(sql: str) -> QueryResult:
+            def run(sql: str, params: Sequence[Any] | None = None) -> QueryResult:
                 try:
-                    cur = self._conn.execute(sql)
+                    cur = self._conn.execute(sql, tuple(params or ()))
                     rows = cur.fetchall()
                     columns = tuple(d[0] for d in cur.description or ())
                     return QueryResult(columns, rows, affected=max(cur.rowcount, 0))
@@ -589,18 +608,37 @@ class PostgresEngine(Engine):
         except self._psycopg.Error:
             self._conn.close()  # a lost connection: the next statement opens a new one
 
+    def primary_key(self, table: str) -> tuple[str, ...]:
+        """See :meth:`Engine.primary_key`."""
+        with self._lock:
+            conn = self._live()
+            try:
+                rows = conn.execute(
+                    "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+                    "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+                    "WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY a.attnum",
+                    (f'"{self.namespace}"."{table}"',),
+                ).fetchall()
+            except self._psycopg.Error as exc:
+                raise SQLError(f"cannot read the primary key: {type(exc).__name__}") from exc
+            finally:
+                self._rollback()
+        return tuple(str(r[0]) for r in rows)
+
     @contextmanager
-    def transaction(self, *, timeout: float) -> Iterator[Callable[[str], QueryResult]]:
-        """See :meth:`Engine.transaction`."""
+    def transaction(self, *, timeout: float) -> Iterator[Runner]:
+        """See :meth:`Engine.transaction` (REPEATABLE READ: a row changed by someone
+        else between our read and our write fails the transaction)."""
         if self.spec.read_only:
             raise SQLError("this database is read-only")
         with self._lock:
             conn = self._live()
+            conn.isolation_level = self._psycopg.IsolationLevel.REPEATABLE_READ
             cur = conn.cursor()
 
-            def run(sql: str) -> QueryResult:
+            def run(sql: str, params: Sequence[Any] | None = None) -> QueryResult:
                 try:
-                    cur.execute(sql, prepare=True)
+                    cur.execute(sql, params, prepare=True)
                     rows = cur.fetchall() if cur.description else []
                     columns = tuple(d.name for d in cur.description or ())
                     return QueryResult(columns, rows, affected=max(cur.rowcount, 0))
@@ -608,19 +646,21 @@ class PostgresEngine(Engine):
                     raise self._fail(exc, timeout) from exc
 
             try:
-                self._begin(cur, timeout)
-                yield run
-            except BaseException:
-                self._rollback()
-                cur.close()
-                raise
-            try:
-                conn.commit()
-            except self._psycopg.Error as exc:
-                self._rollback()
-                raise self._fail(exc, timeout) from exc
+                try:
+                    self._begin(cur, timeout)
+                    yield run
+                except BaseException:
+                    self._rollback()
+                    raise
+                try:
+                    conn.commit()
+                except self._psycopg.Error as exc:
+                    self._rollback()
+                    raise self._fail(exc, timeout) from exc
             finally:
                 cur.close()
+                if not conn.closed:
+                    conn.isolation_level = None
 
     def close(self) -> None:
         """See :meth:`Engine.close`."""
@@ -858,8 +898,26 @@ class MySQLEngine(Engine):
         except pymysql.MySQLError:
             self._conn.close()
 
+    def primary_key(self, table: str) -> tuple[str, ...]:
+        """See :meth:`Engine.primary_key`."""
+        with self._lock:
+            conn = self._live()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(
+                        "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
+                        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+                        "AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+                        (self.namespace, table),
+                    )
+                    rows = cur.fetchall()
+                conn.rollback()
+            except self._pymysql.MySQLError as exc:
+                raise SQLError(f"cannot read the primary key: {type(exc).__name__}") from exc
+        return tuple(str(r[0]) for r in rows)
+
     @contextmanager
-    def transaction(self, *, timeout: float) -> Iterator[Callable[[str], QueryResult]]:
+    def transaction(self, *, timeout: float) -> Iterator[Runner]:
         """See :meth:`Engine.transaction`."""
         if self.spec.read_only:
             raise SQLError("this database is read-only")
@@ -868,9 +926,9 @@ class MySQLEngine(Engine):
             conn = self._live()
             cur = conn.cursor()
 
-            def run(sql: str) -> QueryResult:
+            def run(sql: str, params: Sequence[Any] | None = None) -> QueryResult:
                 try:
-                    affected = cur.execute(sql)
+                    affected = cur.execute(sql, tuple(params) if params is not None else None)
                     rows = list(cur.fetchall()) if cur.description else []
                     columns = tuple(d[0] for d in cur.description or ())
                     return QueryResult(columns, rows, affected=int(affected or 0))

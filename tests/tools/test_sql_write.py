@@ -1,0 +1,303 @@
+"""Write mode on real SQLite, PostgreSQL and MariaDB: listed tables and kinds only,
+WHERE required, a cap on changed rows inside the transaction, every change
+journaled and undone with ``stockade undo``."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sql_support import SQLEnv, mariadb_env, pg_env, sqlite_env
+
+from stockade import cli
+from stockade.errors import Denied, JournalError, SQLError
+from stockade.guard import Guard
+from stockade.hazmat.sql_connection import engine_only
+from stockade.policy import Policy
+from stockade.stages import MemoryAuditSink, NoFlow, NoScanner
+from stockade.tools.sql import SQLConfig, SQLTool
+from stockade.tools.sql_cli import grant_statements
+
+__all__ = ["mariadb_env", "pg_env", "sqlite_env"]
+
+WRITE_TABLES = """\
+      tables:
+        orders: {write: [insert, update, delete]}
+        customers: {deny_columns: [ssn], mask: [email]}
+"""
+
+
+def _text(env: SQLEnv, url: str, journal: Path) -> str:
+    return (
+        "version: 1\n"
+        "sql:\n"
+        f"  journal: {journal}\n"
+        "  databases:\n"
+        "    shop:\n"
+        f"      url: {url}\n"
+        "      mode: read-write\n"
+        "      max_affected: 3\n"
+        "      timeout: 2s\n"
+        f"{WRITE_TABLES}"
+    )
+
+
+def _write_url(env: SQLEnv, journal: Path) -> str:
+    """An account that may change `orders` (and only that), made with grant-readonly."""
+    if env.kind == "sqlite":
+        return env.url
+    suffix = secrets.token_hex(3)
+    name, password = f"stockade_w_{suffix}", secrets.token_hex(8)
+    section = Policy.from_text(_text(env, env.url, journal)).section("sql")
+    assert isinstance(section, SQLConfig)
+    statements = grant_statements(
+        section.databases["shop"],
+        role=name,
+        schema={"customers": ["id", "name", "email", "ssn", "country"]},
+        password=password,
+    )
+    if env.kind == "postgres":
+        import psycopg
+
+        with psycopg.connect(env.admin_url, autocommit=True) as conn:
+            for stmt in statements:
+                if not stmt.startswith("--"):
+                    conn.execute(stmt)
+        env.extras.setdefault("cleanup", []).append(lambda: _drop_pg_role(env, name))
+        host = env.url.split("@", 1)[1]
+        return f"postgresql://{name}:{password}@{host}"
+    import pymysql
+
+    from stockade.tools.sql_engines import mysql_params
+
+    conn = pymysql.connect(**mysql_params(env.admin_url), autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            for stmt in statements:
+                if not stmt.startswith("--"):
+                    cur.execute(stmt)
+    finally:
+        conn.close()
+    env.extras.setdefault("cleanup", []).append(lambda: _drop_my_user(env, name))
+    host = env.url.split("@", 1)[1]
+    return f"mysql://{name}:{password}@{host}"
+
+
+def _drop_pg_role(env: SQLEnv, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(env.admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP OWNED BY "{name}"')
+        conn.execute(f'DROP ROLE IF EXISTS "{name}"')
+
+
+def _drop_my_user(env: SQLEnv, name: str) -> None:
+    import pymysql
+
+    from stockade.tools.sql_engines import mysql_params
+
+    conn = pymysql.connect(**mysql_params(env.admin_url), autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS '{name}'@'%'")
+    finally:
+        conn.close()
+
+
+ENGINES = [
+    pytest.param("sqlite_env", id="sqlite"),
+    pytest.param("pg_env", id="postgres", marks=pytest.mark.postgres),
+    pytest.param("mariadb_env", id="mysql", marks=pytest.mark.mariadb),
+]
+
+
+class Writer:
+    """A guard in write mode on one engine, with helpers to read as the admin."""
+
+    def __init__(self, env: SQLEnv, tmp: Path) -> None:
+        self.env = env
+        self.journal_dir = tmp / "journal"
+        self.url = _write_url(env, self.journal_dir)
+        self.policy_text = _text(env, self.url, self.journal_dir)
+        self.guard = Guard(
+            Policy.from_text(self.policy_text),
+            audit=MemoryAuditSink(),
+            scanner=NoScanner(),
+            flow=NoFlow(),
+        )
+        tool = self.guard.capability("sql")
+        assert isinstance(tool, SQLTool)
+        self.tool = tool
+
+    def execute(self, sql: str) -> Any:
+        return self.guard.call("sql", "execute", {"sql": sql}, session="w")
+
+    def order(self, order_id: int) -> Any:
+        rows = self.env.state()["data"]["orders"]
+        return next((tuple(r) for r in rows if r[0] == order_id), None)
+
+    def undo(self, call_id: str) -> list[Any]:
+        journal = self.tool.journal
+        assert journal is not None
+        return journal.undo(call_id=call_id, restorers=self.tool.restorers())
+
+    def close(self) -> None:
+        self.guard.close()
+        for fn in self.env.extras.pop("cleanup", []):
+            fn()
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def shared_writer(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Writer]:
+    env: SQLEnv = request.getfixturevalue(request.param)
+    w = Writer(env, tmp_path_factory.mktemp("writer"))
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def writer(shared_writer: Writer) -> Iterator[Writer]:
+    before = shared_writer.env.state()
+    yield shared_writer
+    # every test leaves the data as it found it (through undo)
+    assert shared_writer.env.state()["data"] == before["data"]
+
+
+def test_update_is_journaled_and_undone(writer: Writer) -> None:
+    original = writer.order(2)
+    result = writer.execute("UPDATE orders SET total = 41, note = 'fixed' WHERE id = 2")
+    assert result.value["affected"] == 1
+    assert result.call.args["kind"] == "update"
+    assert result.call.args["tables_written"] == ["orders"]
+    assert writer.order(2)[2:] == (41, "fixed")
+    undone = writer.undo(result.call.call_id)
+    assert [e.kind for e in undone] == ["update"]
+    assert writer.order(2) == original
+
+
+def test_delete_and_insert_are_undone(writer: Writer) -> None:
+    original = writer.order(12)
+    deleted = writer.execute("DELETE FROM orders WHERE id = 12")
+    assert deleted.value["affected"] == 1
+    assert writer.order(12) is None
+    inserted = writer.execute(
+        "INSERT INTO orders (id, customer_id, total, note) VALUES (500, 1, 9, 'new')"
+    )
+    assert inserted.value["affected"] == 1
+    assert writer.order(500) == (500, 1, 9, "new")
+    writer.undo(inserted.call.call_id)
+    assert writer.order(500) is None
+    writer.undo(deleted.call.call_id)
+    assert writer.order(12) == original
+
+
+def test_affected_rows_cap_rolls_back(writer: Writer) -> None:
+    journal = writer.tool.journal
+    assert journal is not None
+    entries_before = len(journal.entries())
+    with pytest.raises(SQLError, match="more than 3"):
+        writer.execute("UPDATE orders SET total = 0 WHERE total > 0")
+    with pytest.raises(SQLError, match="more than 3"):
+        writer.execute("DELETE FROM orders WHERE id > 2")
+    with pytest.raises(SQLError, match="more than 3"):
+        writer.execute(
+            "INSERT INTO orders (id, customer_id, total) VALUES (601, 1, 1), (602, 1, 1), "
+            "(603, 1, 1), (604, 1, 1)"
+        )
+    assert writer.order(601) is None
+    assert len(journal.entries()) == entries_before
+
+
+@pytest.mark.parametrize(
+    ("sql", "rules"),
+    [
+        ("UPDATE orders SET total = 0", ("sql:where",)),
+        ("DELETE FROM orders", ("sql:where",)),
+        ("DROP TABLE orders", ("sql:statement",)),
+        ("TRUNCATE orders", ("sql:statement",)),
+        ("ALTER TABLE orders ADD COLUMN x INTEGER", ("sql:statement",)),
+        ("UPDATE customers SET name = 'x' WHERE id = 1", ("sql:write", "default-deny")),
+        (
+            "UPDATE orders SET total = 0 WHERE id IN (SELECT id FROM secrets)",
+            ("sql:statement", "sql:table"),
+        ),
+        ("DELETE FROM orders WHERE id = 1; DROP TABLE orders", ("sql:stacked",)),
+        ("INSERT INTO orders (id, total) SELECT id, 0 FROM customers", ("sql:statement",)),
+        ("UPDATE orders SET total = 0 WHERE id = 1 RETURNING *", ("sql:statement", "sql:syntax")),
+        ("SELECT id FROM orders", ("sql:statement",)),
+        ("INSERT INTO orders (id, nothere) VALUES (1, 2)", ("sql:column",)),
+    ],
+)
+def test_write_mode_denies(writer: Writer, sql: str, rules: tuple[str, ...]) -> None:
+    with pytest.raises(Denied) as info:
+        writer.execute(sql)
+    assert info.value.rule in rules
+
+
+def test_update_of_the_primary_key_is_refused(writer: Writer) -> None:
+    with pytest.raises(SQLError, match="primary-key"):
+        writer.execute("UPDATE orders SET id = 99 WHERE id = 1")
+
+
+def test_undo_refuses_to_overwrite_a_later_change(writer: Writer) -> None:
+    original = writer.order(3)
+    first = writer.execute("UPDATE orders SET total = 1 WHERE id = 3")
+    writer.execute("UPDATE orders SET total = 2 WHERE id = 3")
+    with pytest.raises(SQLError, match="changed since"):
+        writer.undo(first.call.call_id)
+    assert writer.order(3)[2] == 2
+    journal = writer.tool.journal
+    assert journal is not None
+    journal.undo(session="w", restorers=writer.tool.restorers())
+    assert writer.order(3) == original
+
+
+def test_a_journal_failure_leaves_the_row_unchanged(
+    writer: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = writer.tool.journal
+    assert journal is not None
+
+    def refuse(**kwargs: Any) -> int:
+        raise JournalError("disk full")
+
+    monkeypatch.setattr(journal, "record", refuse)
+    original = writer.order(4)
+    with pytest.raises(SQLError, match="could not be journaled"):
+        writer.execute("UPDATE orders SET total = 7 WHERE id = 4")
+    assert writer.order(4) == original
+
+
+def test_engine_layer_alone_refuses_writes_outside_the_policy(writer: Writer) -> None:
+    section = Policy.from_text(writer.policy_text).section("sql")
+    assert isinstance(section, SQLConfig)
+    engine = engine_only(section.databases["shop"])
+    try:
+        for sql in (
+            "DELETE FROM customers WHERE id = 1",
+            "UPDATE secrets SET token = 'x' WHERE id = 1",
+            "DROP TABLE orders",
+            "CREATE TABLE pwned (x INTEGER)",
+        ):
+            with pytest.raises(SQLError), engine.transaction(timeout=2) as run:
+                run(sql)
+    finally:
+        engine.close()
+
+
+def test_stockade_undo_command(sqlite_env: SQLEnv, tmp_path: Path) -> None:
+    writer = Writer(sqlite_env, tmp_path)
+    original = writer.order(5)
+    try:
+        result = writer.execute("UPDATE orders SET note = 'cli' WHERE id = 5")
+    finally:
+        writer.close()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(writer.policy_text, encoding="utf-8")
+    assert cli.main(["undo", "--policy", str(policy), "--call", result.call.call_id]) == 0
+    assert writer.order(5) == original
