@@ -166,6 +166,8 @@ def test_escape_is_contained(
         assert result.killed == exp["killed"], why
     if "signal" in exp:
         assert result.signal == exp["signal"], why
+    if exp.get("stopped"):
+        assert result.killed or result.signal or result.exit_code != 0, why
     if exp.get("exit_nonzero"):
         assert result.exit_code not in (0, None) or result.signal, why
     if "max_stdout" in exp:

@@ -108,3 +108,23 @@ def test_weakened_layers_are_reported(workspace: Path) -> None:
     assert sb.layers["seccomp"] is False
     assert sb.layers["landlock"] == 0
     assert "net" not in sb.layers["namespaces"]
+
+
+def test_read_only_mounts_alone_block_writes_outside(workspace: Path) -> None:
+    """Without Landlock, the mount namespace still refuses writes outside the workspace."""
+    sb = weakened_sandbox(_config(workspace), landlock=False)
+    script = (
+        "for p in /x /dev/x /usr/x /etc/x /run/stockade/x; do echo 1 > $p || echo refused $p; done"
+    )
+    result = sb.run(["/bin/sh", "-c", script])
+    out = result.stdout.decode()
+    for path in ("/x", "/dev/x", "/usr/x", "/etc/x", "/run/stockade/x"):
+        assert f"refused {path}" in out
+    assert b"Read-only file system" in result.stderr
+
+
+def test_landlock_alone_blocks_reads_of_unlisted_paths(workspace: Path) -> None:
+    """With every mount in place, Landlock still refuses to list `/` and `/etc`."""
+    sb = weakened_sandbox(_config(workspace), seccomp=False, net_namespace=False)
+    result = sb.run(["/bin/sh", "-c", "ls / ; ls /etc"])
+    assert result.stderr.count(b"Permission denied") == 2

@@ -786,6 +786,11 @@ class Sandbox:
         if self._bridge is not None:
             args += ["--bind", self._bridge.path, _PROXY_SOCKET_IN]
         args += ["--bind", str(self.workspace), WORKSPACE]
+        # bwrap's root and /dev are memory-backed and have no size: make them
+        # read-only (a sized /dev/shm stays writable), so that even without
+        # Landlock they cannot be used to fill the machine's memory.
+        args += ["--size", str(cfg.limits.tmp_size), "--tmpfs", "/dev/shm"]
+        args += ["--remount-ro", "/dev", "--remount-ro", "/"]
         return args
 
     def _landlock_config(self) -> dict[str, Any]:
@@ -796,7 +801,7 @@ class Sandbox:
                 paths.append((path, "ro"))
         paths += [(p, "ro") for p in cfg.etc_files if os.path.lexists(p)]
         paths += [("/etc/passwd", "ro"), ("/etc/group", "ro"), (_RUN, "ro"), ("/proc", "ro")]
-        paths += [("/dev", "dev"), ("/tmp", "rw"), (WORKSPACE, "rw")]  # noqa: S108 - private tmpfs
+        paths += [("/dev", "dev"), ("/dev/shm", "rw"), ("/tmp", "rw"), (WORKSPACE, "rw")]  # noqa: S108 - private tmpfs
         ports = [RELAY_PORT] if self._bridge is not None else []
         return {"paths": paths, "connect_tcp": ports, "require": False}
 
