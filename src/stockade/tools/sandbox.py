@@ -7,8 +7,9 @@ commands, each in a fresh sandbox:
 - **bubblewrap**: new user, pid, ipc, uts, cgroup and network namespaces; the
   system read-only (``/usr`` and friends, a short list of harmless ``/etc``
   files: never ``/etc/shadow``, never a home directory); the workspace the
-  only writable bind (at ``/workspace``); a private, size-capped ``/tmp``;
-  a new ``/proc`` and a minimal ``/dev``; all capabilities dropped;
+  only writable bind (at ``/workspace``); private, size-capped ``/tmp`` and
+  ``/dev/shm``; a new ``/proc`` and a minimal ``/dev``; the sandbox's own root
+  and ``/dev`` read-only; all capabilities dropped;
   ``--die-with-parent`` and ``--new-session``; an environment built from an
   allow-list, never the parent's;
 - **seccomp** (:mod:`stockade.tools.sandbox_seccomp`): ptrace, mount, modules,
@@ -156,7 +157,8 @@ class Limits:
     ``file_size`` bytes per written file (SIGXFSZ), ``open_files`` descriptors,
     ``timeout`` seconds of wall-clock time before the whole tree is killed,
     ``output`` bytes of stdout and stderr kept (past it the tree is killed and
-    the result says truncated), ``tmp_size`` bytes of the private ``/tmp``.
+    the result says truncated), ``tmp_size`` bytes of the private ``/tmp``
+    (and of ``/dev/shm``).
     """
 
     timeout: float = 30.0
