@@ -301,3 +301,21 @@ def test_stockade_undo_command(sqlite_env: SQLEnv, tmp_path: Path) -> None:
     policy.write_text(writer.policy_text, encoding="utf-8")
     assert cli.main(["undo", "--policy", str(policy), "--call", result.call.call_id]) == 0
     assert writer.order(5) == original
+
+
+def test_query_on_a_writable_sqlite_database_cannot_write(
+    sqlite_env: SQLEnv, tmp_path: Path
+) -> None:
+    writer = Writer(sqlite_env, tmp_path)
+    try:
+        section = Policy.from_text(writer.policy_text).section("sql")
+        assert isinstance(section, SQLConfig)
+        engine = engine_only(section.databases["shop"])
+        try:
+            with pytest.raises(SQLError, match="refused"):
+                engine.query("DELETE FROM orders WHERE id = 1", max_rows=1, timeout=1)
+        finally:
+            engine.close()
+        assert writer.order(1) is not None
+    finally:
+        writer.close()

@@ -194,6 +194,8 @@ class SQLiteEngine(Engine):
         mode = "ro" if spec.read_only else "rw"
         uri = path.resolve().as_uri() + f"?mode={mode}"
         self._trusted = False
+        # writes are admitted only inside transaction(), never through query()
+        self._writing = False
         self._dangerous = DANGEROUS_FUNCTIONS["sqlite"]
         try:
             self._conn = sqlite3.connect(
@@ -232,7 +234,7 @@ class SQLiteEngine(Engine):
             if action == sqlite3.SQLITE_FUNCTION:
                 name = (arg2 or "").lower()
                 return sqlite3.SQLITE_DENY if name in self._dangerous else sqlite3.SQLITE_OK
-            if not self.spec.read_only:
+            if self._writing:
                 return self._write(action, arg1 or "", db)
         except Exception:  # an authorizer must never fail open
             return sqlite3.SQLITE_DENY
@@ -244,7 +246,8 @@ class SQLiteEngine(Engine):
         if db != "main":
             return sqlite3.SQLITE_DENY
         tables = self.spec.tables
-        if source and source.lower() in tables and tables[source.lower()] is None:
+        view = (source or "").lower()
+        if view in tables and tables[view] is None and view not in self.spec.denied_columns:
             return sqlite3.SQLITE_OK  # a view the policy allows as a whole
         key = table.lower()
         if key not in tables:
@@ -340,17 +343,21 @@ class SQLiteEngine(Engine):
                 except sqlite3.Error as exc:
                     raise self._fail(exc, timeout) from exc
 
+            self._writing = True
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                yield run
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.rollback()
-                raise
-            try:
-                self._conn.commit()
-            except sqlite3.Error as exc:
-                raise self._fail(exc, timeout) from exc
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    yield run
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.rollback()
+                    raise
+                try:
+                    self._conn.commit()
+                except sqlite3.Error as exc:
+                    raise self._fail(exc, timeout) from exc
+            finally:
+                self._writing = False
 
     def close(self) -> None:
         """See :meth:`Engine.close`."""
