@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
+import httpx2
 import pytest
 from exfil_scenario import Sink
 
@@ -20,6 +23,7 @@ from stockade.integrations.mcp_config import MCPConfig
 
 mcp = pytest.importorskip("mcp")  # the [mcp] extra is part of the test environment
 from mcp import Client, StdioServerParameters  # noqa: E402
+from mcp.client.streamable_http import streamable_http_client  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 
@@ -214,7 +218,10 @@ async def test_cli_proxy_over_stdio(
 async def test_cli_proxy_over_streamable_http(
     scenario: dict[str, Any], sink: Sink, workspace: Path, tmp_path: Path
 ) -> None:
-    policy = write_policy(tmp_path, scenario)
+    policy = tmp_path / "policy.yaml"
+    extra = "    http_token_env: STOCKADE_TEST_MCP_TOKEN\n"
+    policy.write_text(scenario_policy(scenario, tmp_path / "pins.json", extra), encoding="utf-8")
+    token = "t0k3n-" + os.urandom(8).hex()
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -232,6 +239,7 @@ async def test_cli_proxy_over_streamable_http(
             str(workspace),
         ],
         stderr=subprocess.PIPE,
+        env={**os.environ, "STOCKADE_TEST_MCP_TOKEN": token},
     )
     try:
         deadline = time.monotonic() + 30
@@ -242,7 +250,16 @@ async def test_cli_proxy_over_streamable_http(
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(proc.stderr.read().decode() if proc.stderr else "no proxy")
             await anyio.sleep(0.1)
-        async with Client(f"http://127.0.0.1:{port}/mcp", cache=None) as client:
+        url = f"http://127.0.0.1:{port}/mcp"
+        for headers in ({}, {"authorization": "Bearer wrong"}):
+            async with httpx.AsyncClient(headers=headers) as raw:
+                reply = await raw.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+            assert reply.status_code == 401
+        http = httpx2.AsyncClient(headers={"authorization": f"Bearer {token}"})
+        async with (
+            http,
+            Client(streamable_http_client(url, http_client=http), cache=None) as client,
+        ):
             names = {t.name for t in (await client.list_tools()).tools}
             assert "upload" in names
             text, error = await call(
@@ -268,6 +285,7 @@ def test_config_section(tmp_path: Path) -> None:
 
     policy = Policy.from_text(
         "version: 1\nmcp:\n  pin_file: pins.json\n  env: [A]\n  http_listen: 0.0.0.0:9000\n"
+        "  http_token_env: T\n"
         "  sandbox: false\n  tool_prefix: 'files.'\n  max_result: 2KB\n",
         base_dir=tmp_path,
     )
@@ -284,6 +302,7 @@ def test_config_section(tmp_path: Path) -> None:
     for bad, message in [
         ("http_listen: nowhere", "expected HOST:PORT"),
         ("http_listen: example.com:80", "expected an IP address"),
+        ("http_listen: 0.0.0.0:80", "not a loopback address"),
         ("http_path: mcp", "starting with `/`"),
         ("env: ['A=B']", "invalid environment variable"),
         ("sandbox: maybe", "sandbox"),

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
     import mcp_types
     from mcp import Client
     from mcp.server.lowlevel import Server
-    from starlette.applications import Starlette
 
     from stockade.guard import Guard
     from stockade.session import Session
@@ -717,25 +717,86 @@ class MCPProxy:
         async with stdio_server() as (read, write):
             await server.run(read, write, server.create_initialization_options())
 
-    def http_app(self) -> Starlette:
-        """A streamable HTTP app (ASGI) serving the proxy at ``mcp.http_path``."""
-        server = self.server()
-        return server.streamable_http_app(
-            streamable_http_path=self.config.http_path, host=self.config.http_host
+    def http_app(self, host: str | None = None) -> Any:
+        """A streamable HTTP app (ASGI) serving the proxy at ``mcp.http_path``.
+
+        With ``mcp.http_token_env`` set, every request must carry
+        ``Authorization: Bearer <token>`` (the variable's value); a
+        non-loopback address without a token is refused.
+        """
+        host = host or self.config.http_host
+        token = ""
+        if self.config.http_token_env:
+            token = os.environ.get(self.config.http_token_env, "")
+            if not token:
+                raise ConfigurationError(
+                    f"the environment variable `{self.config.http_token_env}` "
+                    "(mcp.http_token_env) is empty or not set"
+                )
+        elif not _is_loopback(host):
+            raise ConfigurationError(
+                f"refusing to serve MCP on `{host}` without a token: set mcp.http_token_env"
+            )
+        app = self.server().streamable_http_app(
+            streamable_http_path=self.config.http_path, host=host
         )
+        return _BearerAuth(app, token) if token else app
 
     async def serve_http(self, host: str | None = None, port: int | None = None) -> None:
         """Serve streamable HTTP on ``host:port`` (default: ``mcp.http_listen``)."""
         import uvicorn
 
+        host = host or self.config.http_host
         cfg = uvicorn.Config(
-            self.http_app(),
-            host=host or self.config.http_host,
+            self.http_app(host),
+            host=host,
             port=self.config.http_port if port is None else port,
             log_level="warning",
             lifespan="on",
         )
         await uvicorn.Server(cfg).serve()
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _BearerAuth:
+    """ASGI wrapper: HTTP requests need ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http":
+            got = b""
+            for name, value in scope.get("headers") or ():
+                if name.lower() == b"authorization":
+                    got = value
+            if not hmac.compare_digest(got, self._expected):
+                body = b'{"error": "unauthorized"}'
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 401,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"www-authenticate", b"Bearer"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
 
 
 def _error(text: str) -> mcp_types.CallToolResult:

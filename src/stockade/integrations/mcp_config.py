@@ -13,6 +13,7 @@
       env: [NODE_OPTIONS]         # environment variables the server may see
       http_listen: 127.0.0.1:8765 # address of the streamable HTTP mode
       http_path: /mcp
+      http_token_env: MCP_PROXY_TOKEN  # clients must send `Authorization: Bearer <token>`
       tool_prefix: ""             # prefix of tool names (`files.` gives `files.read_file`)
       path_args: [path, paths, source, destination]  # arguments canonicalised as paths
       external: [upload]          # upstream tools that send data out (flow's external sinks)
@@ -52,6 +53,7 @@ _KEYS = (
     "env",
     "http_listen",
     "http_path",
+    "http_token_env",
     "tool_prefix",
     "path_args",
     "external",
@@ -74,6 +76,7 @@ class MCPConfig:
     http_host: str = "127.0.0.1"
     http_port: int = 8765
     http_path: str = "/mcp"
+    http_token_env: str = ""
     tool_prefix: str = ""
     path_args: tuple[str, ...] = DEFAULT_PATH_ARGS
     external: tuple[str, ...] = ()
@@ -106,6 +109,15 @@ def _listen(node: Node) -> tuple[str, int]:
     return host, port
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def parse_section(node: Node, ctx: Any) -> MCPConfig:
     """Parse the ``mcp:`` section (``ctx`` is the policy's ``SectionContext``)."""
     m = node.mapping(allowed=_KEYS)
@@ -117,6 +129,11 @@ def parse_section(node: Node, ctx: Any) -> MCPConfig:
     path = m["http_path"].string() if "http_path" in m else "/mcp"
     if not path.startswith("/"):
         m["http_path"].fail(f"expected a path starting with `/`, got `{path}`")
+    token_env = m["http_token_env"].string() if "http_token_env" in m else ""
+    if not token_env and not _is_loopback(host):
+        (m["http_listen"]).fail(
+            f"`{host}` is not a loopback address: set `http_token_env` so clients must authenticate"
+        )
     env = tuple(m["env"].strings()) if "env" in m else ()
     for name in env:
         if not name or "=" in name or "\x00" in name:
@@ -137,6 +154,7 @@ def parse_section(node: Node, ctx: Any) -> MCPConfig:
         http_host=host,
         http_port=port,
         http_path=path,
+        http_token_env=token_env,
         tool_prefix=prefix,
         path_args=tuple(m["path_args"].strings()) if "path_args" in m else DEFAULT_PATH_ARGS,
         external=tuple(m["external"].strings()) if "external" in m else (),
