@@ -108,3 +108,30 @@ def test_proxy_env_points_at_the_relay(workspace: Path, origin: int) -> None:
     with Sandbox(config) as sb:
         out = sb.run(["/usr/bin/env"]).stdout.decode()
     assert f"HTTPS_PROXY=http://127.0.0.1:{RELAY_PORT}" in out
+
+
+def test_named_proxy_address_is_used(workspace: Path, origin: int) -> None:
+    """`proxy: host:port` points the sandbox at a proxy that is already running."""
+    from stockade.policy import Policy
+    from stockade.tools.http_proxy import start_proxy
+
+    http = f"""
+version: 1
+http:
+  hosts: {{api.internal.test: 127.0.0.1}}
+  allow:
+    - {{id: api, host: api.internal.test, scheme: http, port: {origin}, addresses: [127.0.0.1]}}
+"""
+    with start_proxy(Policy.from_text(http)) as proxy:
+        host, port = proxy.address
+        text = f"""
+version: 1
+exec:
+  workspace: {workspace}
+  network: proxy
+  proxy: "{host}:{port}"
+  commands: [curl]
+"""
+        with Guard.from_text(text) as guard:
+            out = _run(guard, "curl", "-sS", "-m", "10", f"http://api.internal.test:{origin}/x")
+    assert out["stdout"] == "origin-ok\n"

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shlex
 import threading
 from collections.abc import Mapping
@@ -97,6 +98,8 @@ _LIMIT_KEYS = (
     "output",
     "tmp_size",
 )
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PROXY = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
 _COMMAND_KEYS = ("id", "program", "args", "line", "cwd", "effect", "reason")
 
 
@@ -163,6 +166,8 @@ def parse_section(node: Node, ctx: Any) -> ExecConfig:
     proxy = m["proxy"].string() if "proxy" in m else ""
     if proxy and network != "proxy":
         m["proxy"].fail("`proxy` is only used with `network: proxy`")
+    if proxy and not _PROXY.match(proxy):
+        m["proxy"].fail(f"expected the proxy as `host:port`, got `{proxy}`")
     shell = "deny"
     if "shell" in m:
         snode = m["shell"]
@@ -174,7 +179,7 @@ def parse_section(node: Node, ctx: Any) -> ExecConfig:
     env: dict[str, str] = {}
     if "env" in m:
         for key, value in m["env"].mapping().items():
-            if not key.replace("_", "a").isalnum() or key[0].isdigit():
+            if not _ENV_NAME.match(key):
                 m["env"].fail(f"invalid environment variable name `{key}`", key=key)
             env[key] = value.string(nonempty=False)
     system_paths = (
