@@ -131,8 +131,7 @@ class ArgsHMAC:
 
     def digest(self, raw_args: Mapping[str, Any]) -> str:
         """The tag stored in a record's ``args_hmac``."""
-        mac = hmac.new(self._key, _raw_json(dict(raw_args)), hashlib.sha256)
-        return self.PREFIX + mac.hexdigest()
+        return self.PREFIX + hmac.digest(self._key, _raw_json(dict(raw_args)), "sha256").hex()
 
     def check(self, raw_args: Mapping[str, Any], tag: str) -> None:
         """Raise :class:`AuditIntegrityError` unless ``raw_args`` give ``tag``."""
@@ -198,8 +197,8 @@ def encode_event(event: AuditEvent, origin: str, hasher: ArgsHMAC) -> tuple[byte
         "rule": d.rule if d is not None else "",
         "reason": d.reason if d is not None else "",
         "mode": event.mode,
-        "labels": [label.as_dict() for label in event.labels],
-        "findings": [f.as_dict() for f in event.findings],
+        "labels": [label.as_dict() for label in event.labels] if event.labels else [],
+        "findings": [f.as_dict() for f in event.findings] if event.findings else [],
         "result_digest": event.result_digest,
         "result_size": event.result_size,
         "duration_ms": round(float(event.duration_ms), 3),
