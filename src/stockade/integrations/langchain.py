@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextvars
 import json
 import re
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -314,6 +315,7 @@ class StockadeMiddleware(AgentMiddleware):
             guard.approver = InterruptApprover()
         self._fixed = session
         self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
 
     # -- sessions and the user's words -----------------------------------------------
 
@@ -325,11 +327,12 @@ class StockadeMiddleware(AgentMiddleware):
         if sid is None:
             configurable = (config or {}).get("configurable") or {}
             sid = str(configurable.get("thread_id") or "langchain-default")
-        s = self._sessions.get(sid)
-        if s is None:
-            s = self.guard.session(sid)
-            self._sessions[sid] = s
-        return s
+        with self._lock:
+            s = self._sessions.get(sid)
+            if s is None:
+                s = self.guard.session(sid)
+                self._sessions[sid] = s
+            return s
 
     def _feed_user(self, state: Any, config: Mapping[str, Any] | None) -> None:
         session = self.session_for(config)
@@ -360,8 +363,9 @@ class StockadeMiddleware(AgentMiddleware):
         if "stockade_tool" in meta:
             return str(meta["stockade_tool"]), str(meta.get("stockade_action", "call"))
         name = str(request.tool_call["name"])
-        if self.guard.capability(name) is None:
-            self.guard.register(LangChainToolCapability(request.tool, name))
+        with self._lock:  # parallel calls of a new tool register it once
+            if self.guard.capability(name) is None:
+                self.guard.register(LangChainToolCapability(request.tool, name))
         return name, "call"
 
     def _message(self, request: ToolCallRequest, content: str, **kw: Any) -> ToolMessage:
