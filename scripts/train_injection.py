@@ -1,3 +1,4 @@
+# ruff: noqa: E501, S311 - template data lines are long; random is for reproducible sampling, not secrets
 """Train the injection classifier shipped in ``src/stockade/scan/models/``.
 
 Reproducible: fixed seeds, fixed splits, data read only from
@@ -24,13 +25,22 @@ Data and licences (only data whose licence allows shipping a model trained on it
 | BIPIA-train email contexts | indirect: clean and injected e-mails | MIT (OpenAI evals) |
 | BIPIA-train table and code contexts | **evaluation only** (CC BY-SA 4.0: not trained on) | CC BY-SA 4.0 |
 | Python standard library docstrings and code | long benign documents; carriers for code attacks | PSF |
+| generated here | markdown tables of made-up figures; benign sentences full of trigger words | ours |
 
 Splits: every source is split 60/20/20 into train / validation / test with a
 seeded shuffle; BIPIA attacks are split per attack category (3/1/1 of the five
-strings), BIPIA e-mails 30/10/10. The threshold is chosen on validation
-(highest recall with at most 1% false positives on validation benign
-documents), and the test split is only read once, for the metrics written to
-``metrics.json`` and the model card.
+strings), BIPIA e-mails 30/10/10. Texts are cut to the model's chunk size
+(600 characters) as at inference; indirect examples put an attack at the start,
+the end or a line boundary of a benign window (or of a whole long document).
+
+Model: hashed word 1-2-grams and character 4-grams (``stockade.scan.classifier.
+features``, the same code as at inference), logistic regression with balanced
+class weights, weights quantised to int8. ``C`` and the length penalty are chosen
+on validation, scored by the shipped code path (quantised weights, chunking):
+highest recall at a threshold that flags at most 1% of all validation negatives
+and at most 3% of any one kind (prompts, e-mails, code, prose, long documents,
+trigger-word sentences). The threshold is folded into the bias (it becomes
+p = 0.5). The test split is read once, for ``metrics.json`` and the model card.
 """
 
 from __future__ import annotations
@@ -51,7 +61,8 @@ from stockade.scan.classifier import features, read_model, write_model  # noqa: 
 
 SEED = 20260101
 BITS = 18
-CHUNK = 1500
+CHUNK = 600
+OVERLAP = 150
 
 
 # -- reading the sources ------------------------------------------------------------------------
@@ -166,9 +177,12 @@ def windows(text: str, rng: random.Random, size: int = CHUNK) -> str:
     return text[start : start + size]
 
 
-def embed(context: str, attack: str, rng: random.Random) -> str:
-    """Put ``attack`` at the start, the end or a random sentence boundary of ``context``."""
-    context = windows(context, rng, size=rng.choice((400, 800, CHUNK - len(attack) - 20)))
+def embed(context: str, attack: str, rng: random.Random, *, whole: bool = False) -> str:
+    """Put ``attack`` at the start, the end or a random line boundary of ``context``
+    (of a window of it, unless ``whole``)."""
+    if not whole:
+        sizes = (150, 300, max(100, CHUNK - len(attack) - 20))
+        context = windows(context, rng, size=rng.choice(sizes))
     where = rng.random()
     if where < 0.3:
         return attack + "\n" + context
@@ -182,8 +196,45 @@ def embed(context: str, attack: str, rng: random.Random) -> str:
 
 def synthetic_tables(rng: random.Random, n: int) -> list[str]:
     """Markdown tables of made-up figures: table-shaped carriers we may train on."""
-    words = ["region", "year", "total", "share", "growth", "sales", "units", "price", "team", "score", "city", "county", "revenue", "population", "rank", "points", "wins", "losses", "rate", "index", "height", "weight", "name", "club", "season"]
-    places = ["north", "south", "east", "west", "central", "harbor", "valley", "ridge", "lake", "river"]
+    words = [
+        "region",
+        "year",
+        "total",
+        "share",
+        "growth",
+        "sales",
+        "units",
+        "price",
+        "team",
+        "score",
+        "city",
+        "county",
+        "revenue",
+        "population",
+        "rank",
+        "points",
+        "wins",
+        "losses",
+        "rate",
+        "index",
+        "height",
+        "weight",
+        "name",
+        "club",
+        "season",
+    ]
+    places = [
+        "north",
+        "south",
+        "east",
+        "west",
+        "central",
+        "harbor",
+        "valley",
+        "ridge",
+        "lake",
+        "river",
+    ]
     out = []
     for _ in range(n):
         cols = rng.sample(words, rng.randint(3, 7))
@@ -204,6 +255,61 @@ def synthetic_tables(rng: random.Random, n: int) -> list[str]:
             lines.append("| " + " | ".join(cells) + " |")
         out.append("\n".join(lines))
     return out
+
+
+def hard_negatives(rng: random.Random, n: int) -> list[str]:
+    """Benign sentences full of trigger words (ignore, system, instructions, previous,
+    assistant, prompt, rules, forget), generated from templates written for this script,
+    so the model learns that the words alone are no evidence."""
+    pick = rng.choice
+    templates = [
+        lambda: (
+            f"{pick(['Please', 'Kindly', 'You can'])} ignore the {pick(['earlier email', 'warning above', 'typo in the title', 'last message', 'empty lines', 'duplicate rows', 'compiler warning', 'noise in the first column'])}, {pick(['it went out by mistake', 'it does not apply to you', 'it will be fixed tomorrow', 'the build still passes', 'nothing is lost'])}."
+        ),
+        lambda: (
+            f"Follow the {pick(['instructions', 'steps', 'rules', 'directions'])} in the {pick(['manual', 'README', 'handbook', 'recipe', 'lab sheet'])} to {pick(['install the system', 'reset the router', 'prepare for the exam', 'assemble the shelf', 'set up the printer'])}."
+        ),
+        lambda: (
+            f"The {pick(['system', 'operating system', 'billing system', 'build system'])} {pick(['prompt', 'log', 'message', 'dialog'])} shows {pick(['an error', 'the date', 'a warning', 'the version'])} when {pick(['the disk is full', 'you log in', 'the update finishes', 'the network drops'])}."
+        ),
+        lambda: (
+            f"You are now {pick(['logged in', 'subscribed', 'connected', 'ready to start', 'on the waiting list', 'registered for the course'])}. {pick(['Your earlier session timed out.', 'Check your inbox.', 'Welcome back!', ''])}"
+        ),
+        lambda: (
+            f"Forget about the {pick(['previous meeting', 'old password policy', 'last quarter', 'earlier draft'])}; {pick(['we start fresh on Monday', 'the new rules apply from May', 'the figures were revised'])}."
+        ),
+        lambda: (
+            f"The assistant {pick(['manager', 'professor', 'coach', 'director', 'editor'])} {pick(['reviewed', 'approved', 'sent', 'updated'])} the {pick(['instructions', 'rules', 'schedule', 'system'])} {pick(['for the team', 'on Friday', 'before the launch', 'last week'])}."
+        ),
+        lambda: (
+            f"Instructions: {pick(['preheat the oven', 'unplug the device', 'fill in the form', 'rinse the filter'])} {pick(['and wait ten minutes', 'before you start', 'then press reset', 'once a month'])}."
+        ),
+        lambda: (
+            f"Disregard for {pick(['safety rules', 'the previous warnings', 'the system limits', 'basic instructions'])} {pick(['slowed the project', 'is a common mistake', 'led to the outage', 'was noted in the audit'])}."
+        ),
+        lambda: (
+            f"From now on, {pick(['the office', 'the shop', 'the library', 'support'])} {pick(['opens', 'closes'])} at {rng.randint(7, 11)} am {pick(['on weekdays', 'during the holidays', 'until further notice'])}."
+        ),
+        lambda: (
+            f"System requirements: {rng.choice([4, 8, 16])} GB RAM, {pick(['Linux', 'Windows 11', 'macOS 14'])}. {pick(['Ignore notices about old flags.', 'Previous versions are not supported.', 'See the install instructions.'])}"
+        ),
+        lambda: (
+            f"The previous {pick(['instructions', 'guidelines', 'rules'])} {pick(['were outdated', 'are archived in the wiki', 'still apply to old accounts'])}; see the new {pick(['guide', 'handbook', 'policy page'])}."
+        ),
+        lambda: (
+            f"def {pick(['skip', 'reset', 'load'])}_{pick(['old', 'system', 'rules', 'prompt'])}({pick(['items', 'instructions', 'config', 'state'])}):\n    return [x for x in {pick(['items', 'instructions', 'config'])} if not x.{pick(['done', 'ignored', 'hidden'])}]"
+        ),
+        lambda: (
+            f"The model was {pick(['trained', 'evaluated', 'tuned'])} with {pick(['instructions', 'prompts', 'examples'])} from the {pick(['last release', 'system team', 'assistant dataset'])}."
+        ),
+        lambda: (
+            f"Error: the system cannot {pick(['locate the folder', 'open the file', 'reach the server'])}. Check your {pick(['setup notes', 'system settings', 'previous command'])}."
+        ),
+        lambda: (
+            f"Ask the assistant at the {pick(['front desk', 'library', 'help desk'])} for the {pick(['rules', 'instructions', 'forms'])}; ignore the {pick(['old sign', 'notice on the door', 'previous schedule'])}."
+        ),
+    ]
+    return [rng.choice(templates)().strip() for _ in range(n)]
 
 
 def split3(items: list[str], rng: random.Random) -> tuple[list[str], list[str], list[str]]:
@@ -258,6 +364,8 @@ def build(data: Path) -> dict[str, list[tuple[str, int, str]]]:
             rows[split].append((windows(doc, rng), 0, "long-benign"))
             if rng.random() < 0.8:
                 rows[split].append((embed(doc, rng.choice(attacks), rng), 1, "indirect-prose"))
+        for text in hard_negatives(rng, 600 if split == "train" else 150):
+            rows[split].append((text, 0, "trigger-words"))
         for doc in synthetic_tables(rng, 150 if split == "train" else 50):
             rows[split].append((doc, 0, "synthetic-table"))
             rows[split].append(
@@ -279,9 +387,15 @@ def build(data: Path) -> dict[str, list[tuple[str, int, str]]]:
     for ctx in b["code"]:  # type: ignore[attr-defined]
         rows["test"].append((ctx, 0, "so-code"))
         rows["test"].append((embed(ctx, rng.choice(code_attacks[2]), rng), 1, "indirect-so-code"))
-    # long benign documents, scored whole (chunked) at test time
-    for doc in prose_split[2][:150]:
-        rows["test"].append((doc, 0, "long-doc"))
+    # long benign documents, scored whole (chunked): validation calibrates on them too
+    # and long documents with an attack somewhere inside: the length penalty is fitted
+    # against both
+    for i, split in ((1, "val"), (2, "test")):
+        for doc in prose_split[i][:150]:
+            rows[split].append((doc, 0, "long-doc"))
+        for doc in prose_split[i][:150]:
+            attack = rng.choice(text_attacks[i] + code_attacks[i])
+            rows[split].append((embed(doc, attack, rng, whole=True), 1, "indirect-long-doc"))
     return rows
 
 
@@ -323,57 +437,82 @@ def main(argv: list[str] | None = None) -> int:
     train, val = rows["train"], rows["val"]
     xtr = matrix([t for t, _, _ in train])
     ytr = np.array([y for _, y, _ in train])
-    # long documents in validation are scored as chunks, like at inference
-    xva = matrix([t for t, _, _ in val])
     yva = np.array([y for _, y, _ in val])
-    best = None
-    for c in (8.0, 32.0, 128.0):
-        clf = LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=SEED)
-        clf.fit(xtr, ytr)
-        p = clf.predict_proba(xva)[:, 1]
-        thr = _threshold(p, yva)
-        recall = float(((p >= thr) & (yva == 1)).sum() / max(1, (yva == 1).sum()))
-        print(f"C={c}: val recall {recall:.3f} at threshold {thr:.3f}", file=sys.stderr)
-        if best is None or recall > best[0]:
-            best = (recall, c, clf, thr)
-    assert best is not None
-    _, c, clf, thr = best
-    w = clf.coef_[0].astype(np.float64)
-    scale = float(np.abs(w).max() / 127.0)
-    q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
-    logit_thr = float(np.log(thr / (1 - thr)))
-    bias = float(clf.intercept_[0]) - logit_thr  # the calibrated threshold becomes p = 0.5
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "injection.bin"
-    version = f"hashed-ngrams-lr-{BITS}b-C{c:g}-seed{SEED}"
-    write_model(
-        path,
-        q.tobytes(),
-        bits=BITS,
-        scale=scale,
-        bias=bias,
-        threshold=0.5,
-        version=version,
-        extra={"chunk": CHUNK, "trained_rows": len(train)},
-    )
+    best = None
+    groups = [g for _, _, g in val]
+    for c in (8.0, 32.0):
+        clf = LogisticRegression(C=c, class_weight="balanced", max_iter=2000, random_state=SEED)
+        clf.fit(xtr, ytr)
+        w = clf.coef_[0].astype(np.float64)
+        scale = float(np.abs(w).max() / 127.0)
+        q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+        intercept = float(clf.intercept_[0])
+        # validation is scored by the shipped code path: quantised weights, chunked
+        # documents, the worst chunk wins (long validation documents included)
+        _write(path, q, scale, intercept, c, len(train), 0.0)
+        model = read_model(path)
+        per_row = [model.chunk_logits(t) for t, _, _ in val]
+        top = np.array([max(z for _, _, z in r) for r in per_row])
+        n = np.array([len(r) for r in per_row], dtype=np.float64)
+        for alpha in (1.5, 1.0, 0.5, 0.0):  # on a tie, the larger penalty wins
+            z = top - alpha * np.log(n)
+            p = 1.0 / (1.0 + np.exp(-z))
+            thr = _threshold(p, yva, groups)
+            recall = float(((p >= thr) & (yva == 1)).sum() / max(1, (yva == 1).sum()))
+            print(f"C={c} a={alpha}: val recall {recall:.3f} at {thr:.3f}", file=sys.stderr)
+            if best is None or recall > best[0]:
+                best = (recall, c, q, scale, intercept, thr, alpha)
+    assert best is not None
+    _, c, q, scale, intercept, thr, alpha = best
+    logit_thr = float(np.log(thr / (1 - thr)))
+    # the calibrated threshold becomes p = 0.5
+    version = _write(path, q, scale, intercept - logit_thr, c, len(train), alpha)
     model = read_model(path)
     metrics = evaluate(model, rows["test"])
-    metrics.update({"version": version, "C": c, "val_threshold_raw": thr, "seconds": 0.0})
+    metrics.update({"version": version, "C": c, "val_threshold_raw": thr, "length_penalty": alpha})
     metrics["seconds"] = round(time.time() - t0, 1)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0
 
 
-def _threshold(p: object, y: object, max_fpr: float = 0.01) -> float:
+def _write(path: Path, q: object, scale: float, bias: float, c: float, n: int, alpha: float) -> str:
+    version = f"hashed-ngrams-lr-{BITS}b-C{c:g}-chunk{CHUNK}-seed{SEED}"
+    write_model(
+        path,
+        q.tobytes(),  # type: ignore[attr-defined]
+        bits=BITS,
+        scale=scale,
+        bias=bias,
+        threshold=0.5,
+        version=version,
+        extra={"chunk": CHUNK, "overlap": OVERLAP, "length_penalty": alpha, "trained_rows": n},
+    )
+    return version
+
+
+def _threshold(
+    p: object, y: object, groups: list[str], max_fpr: float = 0.01, max_group_fpr: float = 0.03
+) -> float:
+    """The lowest threshold with at most ``max_fpr`` of all validation negatives flagged
+    and at most ``max_group_fpr`` of any one kind (prompts, e-mails, code, long documents)."""
     import numpy as np
 
     p = np.asarray(p)
     y = np.asarray(y)
-    neg = np.sort(p[y == 0])
-    k = int(np.floor(len(neg) * (1 - max_fpr)))
-    thr = float(neg[min(k, len(neg) - 1)]) + 1e-6
-    return min(max(thr, 0.05), 0.95)
+    g = np.asarray(groups)
+
+    def cut(values: object, rate: float) -> float:
+        neg = np.sort(np.asarray(values))
+        k = int(np.floor(len(neg) * (1 - rate)))
+        return float(neg[min(k, len(neg) - 1)]) + 1e-6
+
+    thr = max(0.05, cut(p[y == 0], max_fpr))
+    for group in sorted(set(g[y == 0])):
+        thr = max(thr, cut(p[(y == 0) & (g == group)], max_group_fpr))
+    return min(thr, 0.97)
 
 
 def evaluate(model: object, test: list[tuple[str, int, str]]) -> dict[str, object]:

@@ -66,3 +66,25 @@ def test_bad_sections_fail_with_a_location(section: str, message: str) -> None:
         load(section)
     assert message in str(info.value)
     assert ":2:" in str(info.value)  # file:line:column of the offending node
+
+
+def test_mask_keys_are_checked() -> None:
+    assert load("scan: {mask: {github-token: hash, pii: label}}").mask["github-token"] == "hash"
+    with pytest.raises(PolicyError) as info:
+        load("scan: {mask: {emial: redact}}")
+    assert "unknown key `emial`" in str(info.value)
+
+
+def test_names_need_the_optional_extra() -> None:
+    from stockade.errors import ConfigurationError
+    from stockade.scan.stage import Scanner
+
+    config = load("scan: {model: false, pii: {names: true}}")
+    assert config.pii_names
+    try:
+        import presidio_analyzer  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigurationError, match="pii-names extra"):
+            Scanner(config)
+    else:  # pragma: no cover - only where the extra and a spaCy model are installed
+        assert Scanner(config).name_scanner is not None

@@ -80,6 +80,9 @@ class _Header:
     bias: float
     threshold: float
     version: str
+    chunk: int = _CHUNK
+    overlap: int = _OVERLAP
+    length_penalty: float = 0.0
 
 
 class InjectionModel:
@@ -111,21 +114,39 @@ class InjectionModel:
 
     def score_chunk(self, text: str) -> float:
         """The probability for one chunk of text."""
-        z = self._logit(text)
-        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+        return _sigmoid(self._logit(text))
+
+    def chunks(self, text: str) -> list[tuple[int, int]]:
+        """The windows this model scores ``text`` in (sized as at training time)."""
+        return chunks(text, self._h.chunk, self._h.overlap)
+
+    def chunk_logits(self, text: str) -> list[tuple[int, int, float]]:
+        """Each chunk's logit, less the length penalty of a text with that many chunks.
+
+        A long text has many chances for one benign chunk to look bad; the
+        penalty (``length_penalty * ln(chunks)``, fitted at training time)
+        keeps long documents' false-positive rate near that of short ones.
+        """
+        spans = self.chunks(text)
+        penalty = self._h.length_penalty * math.log(len(spans))
+        return [(s, e, self._logit(text[s:e]) - penalty) for s, e in spans]
 
     def score(self, text: str) -> float:
-        """The probability for a whole text: the highest of its chunks."""
-        return max(self.score_chunk(text[s:e]) for s, e in chunks(text))
+        """The probability for a whole text: its worst chunk, with the length penalty."""
+        return _sigmoid(max(z for _, _, z in self.chunk_logits(text)))
 
     def scan(self, text: str, threshold: float) -> list[Hit]:
         """Chunks whose probability reaches ``threshold``, as hits."""
         hits = []
-        for s, e in chunks(text):
-            p = self.score_chunk(text[s:e])
+        for s, e, z in self.chunk_logits(text):
+            p = _sigmoid(z)
             if p >= threshold:
                 hits.append(Hit("injection", "classifier", s, e, p, f"classifier p={p:.2f}"))
         return hits
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
 
 def read_model(path: str | Path) -> InjectionModel:
@@ -149,7 +170,12 @@ def _parse(blob: bytes) -> InjectionModel:
             float(meta["bias"]),
             float(meta["threshold"]),
             str(meta["version"]),
+            int(meta.get("chunk", _CHUNK)),
+            int(meta.get("overlap", _OVERLAP)),
+            float(meta.get("length_penalty", 0.0)),
         )
+        if not 0 <= header.overlap < header.chunk:
+            raise ValueError("bad chunking")
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigurationError("the injection model header is damaged") from exc
     weights = array("b")

@@ -20,6 +20,7 @@
       pii:
         kinds: [email, phone, card, iban, national-id, ip]
         regions: [US, GB, DE, FR]
+        names: false          # names and addresses: needs the pii-names extra
       vault:                  # keep pseudonyms across processes (AES-GCM sealed)
         path: state/vault
         key_env: STOCKADE_VAULT_KEY
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stockade.scan.pii import PII_KINDS
+from stockade.scan.secrets import SECRET_PATTERNS
 from stockade.scan.vault import MASK_MODES
 
 if TYPE_CHECKING:
@@ -50,12 +52,24 @@ SCANNERS = ("hygiene", "injection", "secrets", "pii", "links")
 DEFAULT_MASK: Mapping[str, str] = {
     "secrets": "redact",
     "email": "pseudonym",
+    "name": "pseudonym",
+    "address": "pseudonym",
     "phone": "pseudonym",
     "card": "pseudonym",
     "iban": "pseudonym",
     "national-id": "pseudonym",
     "ip": "label",
 }
+
+#: keys a ``mask:`` mapping may use: a scanner (all its kinds) or one kind
+MASK_KEYS = (
+    "secrets",
+    "pii",
+    *PII_KINDS,
+    "name",
+    "address",
+    *sorted({p.kind for p in SECRET_PATTERNS} | {"generic-secret", "bearer-token"}),
+)
 
 #: names a ``block:`` list may use besides scanner names
 BLOCK_KINDS = (
@@ -87,6 +101,7 @@ class ScanConfig:
     link_allow: tuple[str, ...] = ()
     pii_kinds: tuple[str, ...] = PII_KINDS
     phone_regions: tuple[str, ...] = ("US", "GB", "DE", "FR")
+    pii_names: bool = False
     vault_path: Path | None = None
     vault_key_env: str | None = None
 
@@ -135,7 +150,7 @@ def parse_section(node: Node, ctx: SectionContext) -> ScanConfig:
             block_args = block_results = _names(b, names)
     mask = dict(DEFAULT_MASK)
     if "mask" in m:
-        for key, value in m["mask"].mapping().items():
+        for key, value in m["mask"].mapping(allowed=MASK_KEYS).items():
             mask[key] = value.string(choices=MASK_MODES)
     strip = m["strip_invisible"].boolean() if "strip_invisible" in m else True
     allow: tuple[str, ...] = ()
@@ -145,8 +160,10 @@ def parse_section(node: Node, ctx: SectionContext) -> ScanConfig:
             allow = tuple(h.lower().rstrip(".") for h in lm["allow"].strings())
     pii_kinds: tuple[str, ...] = PII_KINDS
     regions = defaults.phone_regions
+    want_names = False
     if "pii" in m:
-        pm = m["pii"].mapping(allowed=("kinds", "regions"))
+        pm = m["pii"].mapping(allowed=("kinds", "regions", "names"))
+        want_names = pm["names"].boolean() if "names" in pm else False
         if "kinds" in pm:
             pii_kinds = tuple(sorted(_names(pm["kinds"], PII_KINDS)))
         if "regions" in pm:
@@ -173,6 +190,7 @@ def parse_section(node: Node, ctx: SectionContext) -> ScanConfig:
         link_allow=allow,
         pii_kinds=pii_kinds,
         phone_regions=regions,
+        pii_names=want_names,
         vault_path=vault_path,
         vault_key_env=key_env,
     )

@@ -44,6 +44,7 @@ from stockade.stages import ArgumentScan, ResultScan
 
 if TYPE_CHECKING:
     from stockade.scan.classifier import InjectionModel
+    from stockade.scan.names import NameScanner
     from stockade.session import Session
 
 __all__ = ["Scanner", "TextScan"]
@@ -85,6 +86,11 @@ class Scanner:
         self.vault = vault
         self.rules = InjectionRules()
         self.pii = PIIScanner(self.config.pii_kinds, self.config.phone_regions)
+        self.name_scanner: NameScanner | None = None
+        if self.config.pii_names:
+            from stockade.scan.names import NameScanner
+
+            self.name_scanner = NameScanner()
         self.canaries = Canaries(vault.key)
         if model is None and self.config.model:
             from stockade.scan.classifier import load_model
@@ -135,6 +141,8 @@ class Scanner:
             maskable.extend(scan_secrets(text))
         if "pii" in names:
             maskable.extend(self.pii.scan(text))
+            if self.name_scanner is not None:
+                maskable.extend(self.name_scanner.scan(text))
         out.hits.extend(maskable)
         new = text
         if mask and maskable:
