@@ -529,6 +529,43 @@ def _launcher_file(interp: _Interpreter) -> str:
         return target
 
 
+def _etc_snapshot(files: Sequence[str]) -> str:
+    """A copy of the listed ``/etc`` files (and our passwd/group), made once per process.
+
+    One bind of this folder at ``/etc`` instead of one bind per file: bubblewrap
+    re-reads the mount table for every read-only bind, so twenty binds cost
+    more than the copy. The copy is as fresh as the process (a package
+    installed later changes nothing inside until stockade restarts).
+    """
+    key = "etc:" + "\0".join(files)
+    with _launcher_lock:
+        cached = _launcher_cache.get(key)
+        if cached is not None and os.path.isdir(cached):
+            return cached
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="etc-", dir=_private_folder())
+        os.chmod(folder, 0o755)  # noqa: S103 - inside a 0700 folder; readable in the sandbox
+        for path in files:
+            if not path.startswith("/etc/") or not os.path.lexists(path):
+                continue
+            dest = os.path.join(folder, os.path.relpath(path, "/etc"))
+            try:
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                if os.path.islink(path):
+                    os.symlink(os.readlink(path), dest)
+                elif os.path.isdir(path):
+                    shutil.copytree(path, dest, symlinks=True)
+                else:
+                    shutil.copy2(path, dest)
+            except OSError:
+                continue  # unreadable here: the sandbox goes without it
+        for name in ("passwd", "group"):
+            shutil.copy2(_DATA / name, os.path.join(folder, name))
+        _launcher_cache[key] = folder
+        return folder
+
+
 def _c_launcher() -> str | None:
     """The C launcher, compiled once per process when a C compiler is there, else ``None``.
 
@@ -775,11 +812,7 @@ class Sandbox:
                 args += ["--symlink", os.readlink(path), path]
             elif os.path.isdir(path):
                 args += ["--ro-bind", path, path]
-        for path in cfg.etc_files:
-            if os.path.lexists(path):
-                args += ["--ro-bind", path, path]
-        for name in ("passwd", "group"):
-            args += ["--ro-bind", str(_DATA / name), f"/etc/{name}"]
+        args += ["--ro-bind", _etc_snapshot(cfg.etc_files), "/etc"]
         args += ["--proc", "/proc", "--dev", "/dev"]
         args += ["--size", str(cfg.limits.tmp_size), "--tmpfs", "/tmp"]  # noqa: S108 - private
         args += ["--ro-bind", self._launcher, _LAUNCHER_IN]
@@ -791,7 +824,7 @@ class Sandbox:
         # bwrap's root and /dev are memory-backed and have no size: make them
         # read-only (a sized /dev/shm stays writable), so that even without
         # Landlock they cannot be used to fill the machine's memory.
-        args += ["--size", str(cfg.limits.tmp_size), "--tmpfs", "/dev/shm"]
+        args += ["--size", str(cfg.limits.tmp_size), "--tmpfs", "/dev/shm"]  # noqa: S108
         args += ["--remount-ro", "/dev", "--remount-ro", "/"]
         return args
 
@@ -801,8 +834,7 @@ class Sandbox:
         for path in cfg.system_paths:
             if os.path.isdir(path) and not os.path.islink(path):
                 paths.append((path, "ro"))
-        paths += [(p, "ro") for p in cfg.etc_files if os.path.lexists(p)]
-        paths += [("/etc/passwd", "ro"), ("/etc/group", "ro"), (_RUN, "ro"), ("/proc", "ro")]
+        paths += [("/etc", "ro"), (_RUN, "ro"), ("/proc", "ro")]
         paths += [("/dev", "dev"), ("/dev/shm", "rw"), ("/tmp", "rw"), (WORKSPACE, "rw")]  # noqa: S108 - private tmpfs
         ports = [RELAY_PORT] if self._bridge is not None else []
         return {"paths": paths, "connect_tcp": ports, "require": False}
