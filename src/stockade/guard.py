@@ -331,6 +331,7 @@ class Guard:
         registry: Any = None,
         *,
         session: Session | str | None = None,
+        conversation: Iterable[Any] | None = None,
     ) -> list[dict[str, Any]]:
         """Run the OpenAI-style tool calls in ``message``; return the tool messages.
 
@@ -338,7 +339,9 @@ class Guard:
         """
         from stockade.integrations.openai import handle_tool_calls
 
-        return handle_tool_calls(self, message, registry, session=session)
+        return handle_tool_calls(
+            self, message, registry, session=session, conversation=conversation
+        )
 
     # -- stages ---------------------------------------------------------------
 

@@ -226,3 +226,35 @@ def test_refusal_text_kinds() -> None:
     assert "rate limit" in refusal_text(RateLimited("x", decision=Decision.deny("limit:a", "r")))
     assert "safety check" in refusal_text(Denied("x", decision=Decision.deny("error:flow", "r")))
     assert "no such tool" in refusal_text(Denied("x", decision=Decision.deny("no-such-tool", "r")))
+
+
+def test_conversation_feeds_the_users_words(scenario: dict[str, Any], workspace: Path) -> None:
+    said: list[tuple[str, str]] = []
+
+    class RecordingFlow:
+        def check(self, call: Any, session: Any) -> Any:
+            from stockade.stages import FlowVerdict
+
+            return FlowVerdict()
+
+        def observe(self, call: Any, value: Any, labels: Any, session: Any) -> None:
+            pass
+
+        def user_said(self, session: Any, text: str) -> None:
+            said.append((session.id, text))
+
+    base = make_guard(workspace, scenario["policy"])
+    guard = Guard.from_text(
+        scenario["policy"], flow=RecordingFlow(), capabilities=base.tools.values()
+    )
+    session = guard.session("chat-7")
+    conversation = [
+        {"role": "system", "content": "you are helpful"},
+        {"role": "user", "content": "upload report.md"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": [{"type": "text", "text": "to the team server"}]},
+    ]
+    message = chat_message(("1", "read_file", dumps({"path": "report.md"})))
+    guard.handle_tool_calls(message, session=session, conversation=conversation)
+    guard.handle_tool_calls(message, session=session, conversation=conversation)
+    assert said == [("chat-7", "upload report.md"), ("chat-7", "to the team server")]

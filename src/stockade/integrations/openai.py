@@ -28,6 +28,7 @@ the policy's rule ids or rule texts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -53,6 +54,7 @@ __all__ = [
     "ToolRegistry",
     "ToolSpec",
     "ahandle_tool_calls",
+    "feed_user_messages",
     "handle_tool_calls",
     "refusal_text",
 ]
@@ -361,12 +363,56 @@ def _outcome(spec: ToolSpec, run: Any) -> str:
     return _content(result.value)
 
 
+def _message_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts
+        parts = []
+        for part in content:
+            p = _plain(part)
+            if isinstance(p, Mapping) and isinstance(p.get("text"), str):
+                parts.append(p["text"])
+        return "\n".join(parts)
+    return ""
+
+
+def feed_user_messages(
+    guard: Guard, conversation: Iterable[Any], session: Session | str | None
+) -> None:
+    """Give the user's messages in ``conversation`` to the session as trusted input.
+
+    Chat messages (``{"role": "user", "content": ...}``) and responses input
+    items with ``role: user`` count; each text is given once per session
+    object. Values the user typed then stay trusted in the flow checks even
+    when they also appear in untrusted content.
+    """
+    from stockade.session import Session, current_session
+
+    if isinstance(session, Session):
+        s = session
+    elif isinstance(session, str):
+        s = guard.session(session)
+    else:
+        s = current_session() or guard.session("default")
+    fed: set[str] = s.state.setdefault("stockade_openai_fed", set())
+    for raw in conversation:
+        msg = _plain(raw)
+        if not isinstance(msg, Mapping) or msg.get("role") != "user":
+            continue
+        text = _message_text(msg.get("content"))
+        key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        if text and key not in fed:
+            fed.add(key)
+            s.user_said(text)
+
+
 def handle_tool_calls(
     guard: Guard,
     message: Any,
     registry: ToolRegistry | Mapping[str, Any] | None = None,
     *,
     session: Session | str | None = None,
+    conversation: Iterable[Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every tool call in ``message`` through the guard; return the answers.
 
@@ -379,8 +425,12 @@ def handle_tool_calls(
 
     ``registry`` maps function names to guarded tools: a :class:`ToolRegistry`,
     a mapping ``{"name": "tool.action" | guarded_tool}``, or ``None`` for all
-    of the guard's tools.
+    of the guard's tools. ``conversation`` (the messages sent to the model)
+    lets the user's own messages reach the session as trusted input (see
+    :func:`feed_user_messages`).
     """
+    if conversation is not None:
+        feed_user_messages(guard, conversation, session)
     reg = _registry(guard, registry)
     answers = []
     for call in _calls(message):
@@ -402,8 +452,11 @@ async def ahandle_tool_calls(
     registry: ToolRegistry | Mapping[str, Any] | None = None,
     *,
     session: Session | str | None = None,
+    conversation: Iterable[Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Async :func:`handle_tool_calls` (uses :meth:`Guard.acall`)."""
+    if conversation is not None:
+        feed_user_messages(guard, conversation, session)
     reg = _registry(guard, registry)
     answers = []
     for call in _calls(message):
