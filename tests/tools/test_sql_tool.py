@@ -416,3 +416,29 @@ def test_mariadb_refuses_root_and_wider_grants(mariadb_env: SQLEnv) -> None:
     finally:
         root.close()
     MySQLEngine(mariadb_env.config().engine_spec()).close()
+
+
+def test_repeated_statements_reuse_the_analysis_until_the_schema_changes(
+    sqlite_env: SQLEnv,
+) -> None:
+    tool = SQLTool(Policy.from_text(sqlite_env.policy_text()).section("sql"))
+    try:
+        first = tool.prepare(
+            ToolCall("sql", "query", {"sql": "SELECT id FROM orders"}, session="s")
+        )
+        again = tool.prepare(
+            ToolCall("sql", "query", {"sql": "SELECT id FROM orders"}, session="s")
+        )
+        assert first.args == again.args
+        for _ in range(2):
+            denied = tool.prepare(
+                ToolCall("sql", "query", {"sql": "DROP TABLE orders"}, session="s")
+            )
+            decision = tool.check(denied)
+            assert decision is not None and decision.rule == "sql:read-only"
+        cached = len(tool._analyses)
+        tool._table_policies(tool.config.databases["shop"], refresh=True)
+        tool.prepare(ToolCall("sql", "query", {"sql": "SELECT id FROM orders"}, session="s"))
+        assert len(tool._analyses) == cached + 1
+    finally:
+        tool.close()

@@ -391,6 +391,9 @@ class SQLTool(Capability):
         self._engines: dict[str, Engine] = {}
         self._schemas: dict[str, dict[str, tuple[str, tuple[ColumnInfo, ...]]]] = {}
         self._policies: dict[str, dict[str, TablePolicy]] = {}
+        self._analyses: OrderedDict[
+            tuple[str, int, bool, str], tuple[Mapping[str, TablePolicy], Analysis | Violation]
+        ] = OrderedDict()
         self._lock = threading.RLock()
         self._prepared: OrderedDict[str, _Prepared] = OrderedDict()
         self._writer: Any = None
@@ -538,16 +541,37 @@ class SQLTool(Capability):
     def _run_analysis(
         self, db: DatabaseConfig, sql: str, tables: Mapping[str, TablePolicy], write: bool
     ) -> Analysis:
-        return analyse(
-            sql,
-            engine=db.engine,
-            tables=tables,
-            namespace=self.engine(db.name).namespace,
-            write=write,
-            max_rows=db.max_rows,
-            functions_allow=db.functions_allow,
-            functions_deny=db.functions_deny,
-        )
+        # The same text against the same table policies gives the same answer:
+        # agents repeat statements (retries, paging), so keep the last few.
+        key = (db.name, id(tables), write, sql)
+        with self._lock:
+            hit = self._analyses.get(key)
+            if hit is not None and hit[0] is tables:
+                self._analyses.move_to_end(key)
+                if isinstance(hit[1], Violation):
+                    raise hit[1]
+                return hit[1]
+        outcome: Analysis | Violation
+        try:
+            outcome = analyse(
+                sql,
+                engine=db.engine,
+                tables=tables,
+                namespace=self.engine(db.name).namespace,
+                write=write,
+                max_rows=db.max_rows,
+                functions_allow=db.functions_allow,
+                functions_deny=db.functions_deny,
+            )
+        except Violation as v:
+            outcome = v
+        with self._lock:
+            self._analyses[key] = (tables, outcome)
+            while len(self._analyses) > 256:
+                self._analyses.popitem(last=False)
+        if isinstance(outcome, Violation):
+            raise outcome
+        return outcome
 
     def _remember(self, call_id: str, prepared: _Prepared) -> None:
         with self._lock:
