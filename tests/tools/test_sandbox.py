@@ -223,3 +223,20 @@ def _leftovers(marker: str) -> list[int]:
             if marker.encode() in cmdline and b"-c" not in cmdline:
                 found.append(int(entry))
     return found
+
+
+def test_extra_read_only_paths(workspace: Path, tmp_path: Path) -> None:
+    """A server's own files (folder or single file) can be added read-only."""
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    (srv / "index.txt").write_text("server code")
+    single = tmp_path / "config.json"
+    single.write_text("{}")
+    config = SandboxConfig(
+        workspace=workspace,
+        system_paths=(*sandbox_mod.DEFAULT_SYSTEM_PATHS, str(srv), str(single)),
+    )
+    result = Sandbox(config).run(
+        ["/bin/sh", "-c", f"cat {srv}/index.txt {single}; echo x > {srv}/new || echo refused"]
+    )
+    assert result.stdout.decode() == "server code{}refused\n"

@@ -810,7 +810,7 @@ class Sandbox:
         for path in cfg.system_paths:
             if os.path.islink(path):
                 args += ["--symlink", os.readlink(path), path]
-            elif os.path.isdir(path):
+            elif os.path.exists(path):
                 args += ["--ro-bind", path, path]
         args += ["--ro-bind", _etc_snapshot(cfg.etc_files), "/etc"]
         args += ["--proc", "/proc", "--dev", "/dev"]
@@ -832,7 +832,7 @@ class Sandbox:
         cfg = self.config
         paths: list[tuple[str, str]] = []
         for path in cfg.system_paths:
-            if os.path.isdir(path) and not os.path.islink(path):
+            if os.path.exists(path) and not os.path.islink(path):
                 paths.append((path, "ro"))
         paths += [("/etc", "ro"), (_RUN, "ro"), ("/proc", "ro")]
         paths += [("/dev", "dev"), ("/dev/shm", "rw"), ("/tmp", "rw"), (WORKSPACE, "rw")]  # noqa: S108 - private tmpfs
