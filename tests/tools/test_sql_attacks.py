@@ -79,12 +79,12 @@ def test_engine_layer_alone_blocks(
     engine = env.shared_engine()
     expected = attack["engine"]
     if expected == "harmless":
-        result = engine.query(sql, max_rows=50, timeout=0.5)
+        result = engine.query(sql, max_rows=50, timeout=0.3)
         flat = [v for row in result.rows for v in row]
         assert not any(isinstance(v, (str, bytes)) and v for v in flat), flat
     else:
         with pytest.raises(SQLError) as info:
-            engine.query(sql, max_rows=50, timeout=0.5)
+            engine.query(sql, max_rows=50, timeout=0.3)
         if expected == "timeout":
             assert "timed out" in str(info.value)
     assert env.state() == before
@@ -145,5 +145,5 @@ def test_langchain_sql_chain_cves_blocked(
         env.shared_guard().call("sql", "query", {"sql": case["sql"]})
     assert info.value.rule.startswith("sql:")
     with pytest.raises(SQLError):
-        env.shared_engine().query(case["sql"], max_rows=50, timeout=0.5)
+        env.shared_engine().query(case["sql"], max_rows=50, timeout=0.3)
     assert env.state() == before

@@ -157,7 +157,7 @@ def mutated(draw: st.DrawFn) -> tuple[str, str]:
     return text, engine
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(mutated())
 def test_mutated_attacks_are_still_denied(case: tuple[str, str]) -> None:
     sql, engine = case
@@ -165,7 +165,7 @@ def test_mutated_attacks_are_still_denied(case: tuple[str, str]) -> None:
         check(sql, engine)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.text(max_size=200), st.sampled_from(["postgres", "mysql", "sqlite"]))
 def test_any_text_gives_an_analysis_or_a_violation(text: str, engine: str) -> None:
     outcome: Analysis | Violation
