@@ -807,14 +807,15 @@ class Sandbox:
             "--cap-drop",
             "ALL",
         ]
+        # /tmp first: binds below it (a server's own files) must not be hidden by it
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        args += ["--size", str(cfg.limits.tmp_size), "--tmpfs", "/tmp"]  # noqa: S108 - private
         for path in cfg.system_paths:
             if os.path.islink(path):
                 args += ["--symlink", os.readlink(path), path]
             elif os.path.exists(path):
                 args += ["--ro-bind", path, path]
         args += ["--ro-bind", _etc_snapshot(cfg.etc_files), "/etc"]
-        args += ["--proc", "/proc", "--dev", "/dev"]
-        args += ["--size", str(cfg.limits.tmp_size), "--tmpfs", "/tmp"]  # noqa: S108 - private
         args += ["--ro-bind", self._launcher, _LAUNCHER_IN]
         if self._interp.bind is not None and self._launcher_kind == "python":
             args += ["--ro-bind", self._interp.bind, _PYTHON_IN]
