@@ -129,9 +129,14 @@ def grant_statements(
             for kind in _write_grants(db, key):
                 out.append(f"GRANT {kind} ON {target} TO {account};")
         return out
-    out.append("-- sqlite has no accounts: the tool opens the file read-only (mode=ro) with an")
-    out.append("-- authorizer; also make the file read-only for the agent's OS user, e.g.:")
-    out.append("-- chmod 0444 <file>")
+    if db.read_only:
+        out.append("-- sqlite has no accounts: the tool opens the file read-only (mode=ro) with")
+        out.append("-- an authorizer; also make the file read-only for the agent's OS user, e.g.:")
+        out.append("-- chmod 0444 <file>")
+    else:
+        out.append("-- sqlite has no accounts: the tool's authorizer admits writes only to the")
+        out.append("-- writable tables, inside its own transactions; keep the file and its")
+        out.append("-- folder writable only by the agent's OS user")
     return out
 
 
