@@ -26,6 +26,7 @@ ATTACKS = Path(__file__).resolve().parents[1] / "attacks" / "http"
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:

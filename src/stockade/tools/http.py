@@ -34,6 +34,7 @@ addresses, connect to the checked address, on every redirect hop).
 
 from __future__ import annotations
 
+import functools
 import time
 import urllib.parse
 from collections.abc import Mapping
@@ -113,6 +114,8 @@ class HTTPTool(Capability):
         self._content_types = compile_glob(list(config.content_types))
         self._exact_hosts = {h for e in config.entries for h in e.hosts if "*" not in h}
         self._transport: SafeTransport | None = None
+        # decisions of the tool's own check per (host, port): a pure function of the config
+        self._checked: dict[tuple[str, int], Decision | None] = {}
         self._resolver: Resolver = resolver or _default_resolver(config)
 
     # -- setup ----------------------------------------------------------------------------
@@ -156,6 +159,16 @@ class HTTPTool(Capability):
         port = call.args.get("port")
         if not isinstance(host, str) or not isinstance(port, int):
             return Decision.deny("http:invalid", "the request has no canonical host and port")
+        key = (host, port)
+        if key in self._checked:
+            return self._checked[key]
+        decision = self._check_host(host, port)
+        if len(self._checked) >= 4096:
+            self._checked.clear()
+        self._checked[key] = decision
+        return decision
+
+    def _check_host(self, host: str, port: int) -> Decision | None:
         if host in METADATA_HOSTS:
             return Decision.deny("http:metadata", f"`{host}` is a cloud metadata host")
         ip = ip_or_none(host)
@@ -292,7 +305,7 @@ class HTTPTool(Capability):
         headers: dict[str, str] = {"user-agent": self.config.user_agent}
         headers.update(args.get("headers") or {})
         headers["accept-encoding"] = "identity"
-        url = httpx.URL(args["url"])
+        url = _parsed(args["url"])
         if broker:
             for spec in self._broker.for_request(args["scheme"], args["host"]):
                 url = self._broker.attach(spec, spec.load(), headers, url)
@@ -346,6 +359,12 @@ class HTTPTool(Capability):
                 raise HTTPError(f"the response took longer than {self.config.timeout:g}s")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(url: str) -> httpx.URL:
+    """httpx's parse of a canonical URL (immutable, so it can be shared)."""
+    return httpx.URL(url)
 
 
 def _default_resolver(config: HTTPConfig) -> Resolver:

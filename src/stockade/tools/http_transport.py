@@ -24,6 +24,7 @@ other, independent layer (``Capability.prepare`` + policy rules).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import threading
@@ -122,6 +123,7 @@ _NEVER = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def address_kind(ip: IPAddress) -> str | None:
     """The kind of non-public address ``ip`` is (``loopback``, ``metadata``...), or ``None``.
 

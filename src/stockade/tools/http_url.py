@@ -15,6 +15,7 @@ parsed again with httpx's parser and both must agree.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -152,18 +153,10 @@ def _query_pairs(raw: str) -> list[tuple[str, str]]:
         raise _bad("the URL query has too many fields") from exc
 
 
-def canonical_request(args: Mapping[str, Any], max_body: int = 1 << 20) -> dict[str, Any]:
-    """The canonical arguments for a request (what rules, scanners and audit see).
-
-    Raise :class:`HTTPError` for anything ambiguous: userinfo, backslashes,
-    control characters, non-standard IP forms, encoded slashes, bad ports.
-
-    >>> canonical_request({"url": "HTTPS://Ｄocs.Example.com.:443/a/./b/../c?x=1#frag"})["url"]
-    'https://docs.example.com/a/c?x=1'
-    """
-    url = args.get("url")
-    if not isinstance(url, str) or not url:
-        raise _bad("`url` must be a non-empty string")
+@functools.lru_cache(maxsize=4096)
+def _split_url(url: str) -> tuple[str, str, int, str, tuple[tuple[str, str], ...]]:
+    """Scheme, canonical host, port, canonical path and query pairs of ``url`` (cached:
+    a pure function, and agents fetch the same URLs again and again)."""
     if len(url) > 8192:
         raise _bad("the URL is longer than 8192 characters")
     for ch in url:
@@ -197,7 +190,23 @@ def canonical_request(args: Mapping[str, Any], max_body: int = 1 << 20) -> dict[
         port = DEFAULT_PORTS[scheme]
     host = _canonical_host(raw_host)
     path = _canonical_path(parts.path)
-    pairs = _query_pairs(parts.query)
+    return scheme, host, port, path, tuple(_query_pairs(parts.query))
+
+
+def canonical_request(args: Mapping[str, Any], max_body: int = 1 << 20) -> dict[str, Any]:
+    """The canonical arguments for a request (what rules, scanners and audit see).
+
+    Raise :class:`HTTPError` for anything ambiguous: userinfo, backslashes,
+    control characters, non-standard IP forms, encoded slashes, bad ports.
+
+    >>> canonical_request({"url": "HTTPS://Ｄocs.Example.com.:443/a/./b/../c?x=1#frag"})["url"]
+    'https://docs.example.com/a/c?x=1'
+    """
+    url = args.get("url")
+    if not isinstance(url, str) or not url:
+        raise _bad("`url` must be a non-empty string")
+    scheme, host, port, path, url_pairs = _split_url(url)
+    pairs = list(url_pairs)
     params = args.get("params")
     if params is not None:
         if not isinstance(params, Mapping):
@@ -241,6 +250,7 @@ def canonical_request(args: Mapping[str, Any], max_body: int = 1 << 20) -> dict[
     }
 
 
+@functools.lru_cache(maxsize=4096)
 def _cross_check(canonical: str, host: str, port: int, path: str) -> None:
     """Parse the canonical URL again with httpx's parser: both must agree."""
     try:
