@@ -60,13 +60,22 @@ def _args(arena: Arena, attack: dict[str, Any]) -> dict[str, Any]:
     return arena.subst(attack.get("args", {}))
 
 
+def _inside(arena: Arena, attack: dict[str, Any]) -> dict[str, bytes | None]:
+    out: dict[str, bytes | None] = {}
+    for rel in attack.get("untouched", []):
+        p = arena.root / rel
+        out[rel] = p.read_bytes() if p.is_file() else None
+    return out
+
+
 def _assert_harmless(
     arena: Arena, before: dict[str, Any], value: Any, attack: dict[str, Any]
 ) -> None:
     text = repr(value)
     for word in attack.get("forbidden", FORBIDDEN):
         assert word not in text, f"{attack['id']}: `{word}` leaked"
-    assert arena.snapshot() == before, f"{attack['id']}: the outside folder changed"
+    assert arena.snapshot() == before["outside"], f"{attack['id']}: the outside folder changed"
+    assert _inside(arena, attack) == before["inside"], f"{attack['id']}: a protected file changed"
 
 
 def _ids(items: list[dict[str, Any]]) -> list[str]:
@@ -76,7 +85,7 @@ def _ids(items: list[dict[str, Any]]) -> list[str]:
 @pytest.mark.parametrize("attack", ATTACKS, ids=_ids(ATTACKS))
 def test_full_stack_denies(arena: Arena, attack: dict[str, Any]) -> None:
     arena.setup(attack.get("setup", []))
-    before = arena.snapshot()
+    before = {"outside": arena.snapshot(), "inside": _inside(arena, attack)}
     with make_guard(everything_policy(arena.root)) as guard:
         value: Any = None
         try:
@@ -92,7 +101,7 @@ def test_full_stack_denies(arena: Arena, attack: dict[str, Any]) -> None:
 def test_rule_layer_alone(arena: Arena, attack: dict[str, Any]) -> None:
     """Descriptor layer off (string joins, symlinks followed): the rules still block."""
     arena.setup(attack.get("setup", []))
-    before = arena.snapshot()
+    before = {"outside": arena.snapshot(), "inside": _inside(arena, attack)}
     with make_guard(everything_policy(arena.root), NaiveFSTool) as guard:
         assert fs(guard).resolver.mode == "naive"
         value: Any = None
@@ -111,7 +120,7 @@ def test_rule_layer_alone(arena: Arena, attack: dict[str, Any]) -> None:
 def test_descriptor_layer_alone(arena: Arena, attack: dict[str, Any], tool_class: type) -> None:
     """Rule layer off (no prepare, no check, no policy): the descriptors still block."""
     arena.setup(attack.get("setup", []))
-    before = arena.snapshot()
+    before = {"outside": arena.snapshot(), "inside": _inside(arena, attack)}
     with make_guard(everything_policy(arena.root), tool_class) as guard:
         value: Any = None
         with contextlib.suppress(FSError):

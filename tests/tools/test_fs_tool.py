@@ -538,3 +538,19 @@ def test_a_journal_inside_the_root_is_refused(arena: Arena) -> None:
 
     with pytest.raises(ConfigurationError, match="inside the root"):
         make_guard(policy_text(arena.root, arena.root / "journal"))
+
+
+def test_files_that_run_code_are_read_only_unless_unlocked(arena: Arena) -> None:
+    (arena.root / ".github" / "workflows").mkdir(parents=True)
+    (arena.root / ".github" / "workflows" / "ci.yml").write_text("on: push\n")
+    args = {"path": ".github/workflows/ci.yml", "old": "push", "new": "pull_request"}
+    with make_guard(everything_policy(arena.root)) as guard:
+        assert guard.call("fs", "read", {"path": ".github/workflows/ci.yml"}).value
+        with pytest.raises(Denied, match="code that runs later"):
+            guard.call("fs", "edit", args)
+        with pytest.raises(FSError, match="denied"):
+            execute_raw(guard, "edit", args)
+    unlock = "  unlock: ['.github/workflows/**']\n"
+    with make_guard(everything_policy(arena.root, extra=unlock)) as guard:
+        guard.call("fs", "edit", args)
+    assert "pull_request" in (arena.root / ".github" / "workflows" / "ci.yml").read_text()

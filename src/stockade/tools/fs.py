@@ -58,6 +58,7 @@ from stockade.tools.journal import Journal, Restorer
 __all__ = [
     "ACTIONS",
     "BUILTIN_DENY",
+    "BUILTIN_WRITE_DENY",
     "FSConfig",
     "FSLimits",
     "FSTool",
@@ -115,6 +116,22 @@ BUILTIN_DENY: Mapping[str, tuple[str, ...]] = {
         "**/{checkpoints,weights}/**/*.bin",
         "**/pytorch_model*.bin",
         "**/.cache/huggingface/**",
+    ),
+}
+
+#: changes (write, append, edit, mkdir, move, delete) are also denied here: these
+#: files run code later (git hooks, shell start-up, CI jobs, editor tasks).
+BUILTIN_WRITE_DENY: Mapping[str, tuple[str, ...]] = {
+    "git internals (hooks run code)": ("**/.git/**",),
+    "shell start-up file": (
+        "**/.{bashrc,bash_profile,bash_login,profile,zshrc,zprofile,zshenv}",
+        "**/.config/fish/config.fish",
+    ),
+    "code that runs later": (
+        "**/.config/autostart/**",
+        "**/.github/workflows/**",
+        "**/.gitlab-ci.yml",
+        "**/.vscode/{tasks,settings,launch}.json",
     ),
 }
 
@@ -463,6 +480,9 @@ class FSTool(Capability):
         )
         self._builtin_any = compile_glob([g for globs in BUILTIN_DENY.values() for g in globs])
         self._builtin = [(group, compile_glob(list(g))) for group, g in BUILTIN_DENY.items()]
+        self._builtin_write = [
+            (group, compile_glob(list(g))) for group, g in BUILTIN_WRITE_DENY.items()
+        ]
         self._unlock: Matcher | None = compile_glob(list(config.unlock)) if config.unlock else None
         self._deny: Matcher | None = compile_glob(list(config.deny)) if config.deny else None
         self._untrusted = compile_glob(list(config.untrusted)) if config.untrusted else None
@@ -512,21 +532,24 @@ class FSTool(Capability):
                 raise FSError(f"glob `{_shown(pat)}` must stay inside the folder searched")
         return call.with_args(args)
 
-    def builtin_denied(self, path: str) -> str | None:
-        """The built-in deny group that ``path`` falls in (and no unlock lifts), or ``None``."""
-        low = path.lower()
-        if not _maybe_denied(low) or not self._builtin_any(low):
-            return None
-        for group, match in self._builtin:
-            if match(low):
-                if self._unlock is not None and self._unlock(path):
-                    return None
-                return group
-        return None
+    def builtin_denied(self, path: str, *, write: bool = False) -> str | None:
+        """The built-in deny group that ``path`` falls in (and no unlock lifts), or ``None``.
 
-    def section_denied(self, path: str) -> bool:
-        """Whether the section's own ``deny`` globs (or the built-in list) cover ``path``."""
-        return self.builtin_denied(path) is not None or (
+        With ``write``, the groups that only deny changes count too.
+        """
+        low = path.lower()
+        found: str | None = None
+        if _maybe_denied(low) and self._builtin_any(low):
+            found = next((g for g, match in self._builtin if match(low)), None)
+        if found is None and write:
+            found = next((g for g, match in self._builtin_write if match(low)), None)
+        if found is not None and self._unlock is not None and self._unlock(path):
+            return None
+        return found
+
+    def section_denied(self, path: str, *, write: bool = False) -> bool:
+        """Whether the section's own ``deny`` globs (or the built-in lists) cover ``path``."""
+        return self.builtin_denied(path, write=write) is not None or (
             self._deny is not None and bool(self._deny(path))
         )
 
@@ -539,8 +562,9 @@ class FSTool(Capability):
         paths = [call.args.get("path", ".")]
         if "dest" in call.args:
             paths.append(call.args["dest"])
+        write = call.action in MUTATING
         for path in paths:
-            group = self.builtin_denied(path)
+            group = self.builtin_denied(path, write=write)
             if group is not None:
                 return Decision.deny(
                     "fs:builtin-deny",
@@ -568,7 +592,7 @@ class FSTool(Capability):
                 if seen > self.limits.walk_entries:
                     return Decision.deny("fs:limit", f"`{path}` holds too many entries")
                 rel = os.path.relpath(os.path.join(dirpath, name), os.fspath(self.config.root))
-                if self.section_denied(rel):
+                if self.section_denied(rel, write=True):
                     return Decision.deny(
                         "fs:builtin-deny", f"`{path}` holds `{rel}`, which is denied"
                     )

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FSEngine", "FSRestorer", "check_file"]
 
+_CHANGES = frozenset({"write", "append", "edit", "mkdir", "move", "delete"})
 _RD = os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK | os.O_CLOEXEC
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _RE2_OPTIONS = re2.Options()
@@ -164,7 +165,7 @@ class FSEngine:
                 real = _join(real, name)
         if real is None:
             raise FSError(f"path `{path[:120]}` leaves the root")
-        if self.tool.section_denied(real):
+        if self.tool.section_denied(real, write=call.action in _CHANGES):
             raise FSError(f"path `{path[:120]}` is denied")
         if (
             self.r.symlinks == "in-root"
@@ -628,7 +629,7 @@ class FSEngine:
         out: list[tuple[str, os.stat_result]] = []
         try:
             for _, _, full, st in self._walk(fd, path):
-                if self.tool.section_denied(full):
+                if self.tool.section_denied(full, write=True):
                     raise FSError(f"`{path}` holds `{full}`, which is denied; refusing the whole")
                 kind = kind_of(st.st_mode)
                 if kind in ("fifo", "socket", "device"):
