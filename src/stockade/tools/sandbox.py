@@ -1208,6 +1208,34 @@ def _read_status(fd: int, deadline: float) -> dict[str, Any] | None:
     return status
 
 
+def _wait_exit(proc: subprocess.Popen[bytes], deadline: float | None) -> bool:
+    """Wait for the process to end by the deadline; return whether it did.
+
+    ``Popen.wait(timeout)`` polls with sleeps that grow to 50 ms; a pidfd
+    wakes up the moment the process ends.
+    """
+    if deadline is None:
+        proc.wait()
+        return True
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # an old kernel, or the process is already reaped
+        try:
+            proc.wait(max(deadline - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        with selectors.DefaultSelector() as sel:
+            sel.register(pidfd, selectors.EVENT_READ)
+            if not sel.select(max(deadline - time.monotonic(), 0.0)):
+                return False
+    finally:
+        os.close(pidfd)
+    proc.wait()
+    return True
+
+
 def _collect(
     handle: SandboxedProcess, stdin: bytes, deadline: float | None, cap: int
 ) -> tuple[bytes, bytes, bool, str]:
@@ -1264,12 +1292,8 @@ def _collect(
                 total += len(chunk)
             if killed:
                 break
-    if not killed:
-        remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-        try:
-            handle._proc.wait(remaining)
-        except subprocess.TimeoutExpired:
-            killed = "timeout"
+    if not killed and not _wait_exit(handle._proc, deadline):
+        killed = "timeout"
     out = bytes(bufs.get(handle.stdout.fileno(), b"")) if handle.stdout else b""
     err = bytes(bufs.get(handle.stderr.fileno(), b"")) if handle.stderr else b""
     return out, err, truncated, killed
