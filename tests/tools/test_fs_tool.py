@@ -530,6 +530,8 @@ def test_describe_lists_actions(arena: Arena) -> None:
     with make_guard(everything_policy(arena.root)) as guard:
         info = fs(guard).describe()
     assert "read" in info["actions"] and info["arguments"]["move"] == ["dest", "path"]
+    assert info["schemas"]["edit"]["required"] == ["path", "old", "new"]
+    assert info["schemas"]["list"]["required"] == []
     assert isinstance(fs(guard), FSTool)
 
 

@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 #: every operation, and the arguments each takes (name -> type)
-ACTIONS: Mapping[str, Mapping[str, type | tuple[type, ...]]] = {
+ACTIONS: Mapping[str, Mapping[str, type]] = {
     "read": {"path": str, "offset": int, "length": int},
     "list": {"path": str},
     "glob": {"path": str, "pattern": str},
@@ -720,13 +720,62 @@ class FSTool(Capability):
         return {"fs": FSRestorer(self.resolver, self.journal, self.limits.file_bytes)}
 
     def describe(self) -> Mapping[str, Any]:
-        """The actions and their arguments, for integrations."""
+        """The actions, a JSON schema and a description of each, for integrations."""
+        schemas: dict[str, Any] = {}
+        for action, spec in ACTIONS.items():
+            props = {
+                key: {"type": _JSON_TYPES[kind], "description": _ARG_DOCS.get(key, key)}
+                for key, kind in spec.items()
+            }
+            required = [
+                k
+                for k in ("path", *_REQUIRED.get(action, ()), *_REQUIRED_MORE.get(action, ()))
+                if k in spec and (k != "path" or action not in ("list", "glob", "search"))
+            ]
+            schemas[action] = {
+                "type": "object",
+                "properties": props,
+                "required": required,
+                "additionalProperties": False,
+            }
         return {
             "name": self.name,
             "actions": sorted(self.actions),
             "arguments": {a: sorted(spec) for a, spec in ACTIONS.items()},
-            "description": "files under one folder; paths are relative to it",
+            "schemas": schemas,
+            "descriptions": _ACTION_DOCS,
+            "description": "files under one workspace folder; paths are relative to it",
         }
+
+
+_JSON_TYPES = {str: "string", int: "integer", bool: "boolean"}
+_ARG_DOCS = {
+    "path": "path relative to the workspace, `/`-separated (`.` is the workspace)",
+    "offset": "first byte to read",
+    "length": "most bytes to read",
+    "pattern": "a glob (`*`, `**`, `{a,b}`) or, for search, an RE2 regular expression",
+    "glob": "only search files whose path (relative to `path`) matches this glob",
+    "content": "UTF-8 text",
+    "overwrite": "replace an existing file (default true)",
+    "old": "text to replace; must occur exactly once",
+    "new": "replacement text",
+    "parents": "also make missing parent folders",
+    "dest": "new path relative to the workspace; must not exist",
+    "recursive": "delete a folder with everything in it",
+}
+_ACTION_DOCS = {
+    "read": "Read a text file (or a byte range of it) from the workspace.",
+    "list": "List the entries of a folder in the workspace.",
+    "glob": "Find paths under a folder that match a glob.",
+    "search": "Search the text files under a path for lines matching an RE2 pattern.",
+    "stat": "Type, size, permissions and modification time of a path.",
+    "write": "Create or replace a text file (atomically).",
+    "append": "Add text at the end of a file (created when missing).",
+    "edit": "Replace one exact, unique piece of text in a file.",
+    "mkdir": "Make a folder.",
+    "move": "Move or rename a file or folder inside the workspace.",
+    "delete": "Delete a file or folder (a folder with content needs recursive).",
+}
 
 
 def capability_from_policy(policy: Policy) -> list[Capability]:
