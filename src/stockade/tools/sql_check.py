@@ -364,6 +364,11 @@ def _check_tables(root: exp.Expr, tables: Mapping[str, TablePolicy], namespace: 
         spec = tables.get(name.lower())
         if spec is None:
             raise Violation("sql:table", f"table `{name}` is not allowed")
+        alias = table.args.get("alias")
+        if isinstance(alias, exp.TableAlias) and alias.columns:
+            # `customers AS c(id, name, email, country)` renames by position:
+            # `c.country` would then read the fourth column, whatever it is.
+            raise Violation("sql:column", f"column aliases on table `{name}` are not allowed")
         table.set("this", exp.to_identifier(spec.name))
         if not target:
             target = spec.name
@@ -441,6 +446,15 @@ def _check_columns(
             raise Violation("sql:column", "`*` could not be expanded against the schema")
     # Masks are judged last, so a denied column is reported as such.
     masked = sorted(_masked_position(root, c, t, n) for c, t, n in masked_refs)
+    if masked and isinstance(root, exp.Select):
+        # `ORDER BY 2` becomes `ORDER BY email`: sorting by a masked value leaks it
+        names = {root.expressions[i].alias_or_name for i in masked}
+        order = root.args.get("order")
+        for column in order.find_all(exp.Column) if order is not None else ():
+            if not column.table and column.name in names:
+                raise Violation(
+                    "sql:mask", f"sorting by masked column `{column.name}` is not allowed"
+                )
     return read, cols, masked
 
 
