@@ -572,7 +572,7 @@ class FSTool(Capability):
                     "only an `unlock` entry in the fs section lifts this",
                 )
         for path in paths:
-            decision = self._on_disk(path)
+            decision = self._on_disk(path, write)
             if decision is not None:
                 return decision
         if call.action in ("move", "delete"):
@@ -598,7 +598,7 @@ class FSTool(Capability):
                     )
         return None
 
-    def _on_disk(self, path: str) -> Decision | None:
+    def _on_disk(self, path: str, write: bool = False) -> Decision | None:
         if path == ".":
             return None
         root = os.fspath(self.config.root)
@@ -624,7 +624,7 @@ class FSTool(Capability):
                     return Decision.deny(
                         "fs:symlink", f"`{'/'.join(parts[: i + 1])}` is a symlink out of the root"
                     )
-                if self.builtin_denied(rel) is not None:
+                if self.builtin_denied(rel, write=write) is not None:
                     return Decision.deny(
                         "fs:builtin-deny", f"`{path}` leads by symlink to a denied file"
                     )
