@@ -68,3 +68,20 @@ def test_stdin_in_a_real_process() -> None:
     assert proc.returncode == 1, proc.stderr
     kinds = {f["kind"] for f in json.loads(proc.stdout)["findings"]}
     assert {"zero-width", "override"} <= kinds
+
+
+def test_settings_from_a_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\nscan:\n  links: {allow: [docs.example.com]}\n")
+    page = tmp_path / "page.md"
+    page.write_text("![a](https://docs.example.com/a.png)\n![b](https://evil.example/b.png)\n")
+    code = main(["scan", str(page), "--scanners", "links", "--policy", str(policy), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert [(f["line"], f["kind"], f["reason"]) for f in out["findings"]] == [
+        (2, "outside-image", "evil.example")
+    ]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nscan: {colour: red}\n")
+    assert main(["scan", str(page), "--policy", str(bad)]) == 2
+    assert "unknown key `colour`" in capsys.readouterr().err

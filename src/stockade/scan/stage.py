@@ -156,18 +156,18 @@ class Scanner:
                 default="redact",
             )
             out.masked = {id(h) for h, m in done if m}
-        if clean:
-            if "links" in names:
-                new, link_hits = neutralize_links(new, self.config.link_allow)
-                if new is not text:
-                    # offsets of link hits refer to the masked text; report them as found
-                    out.hits.extend(link_hits)
-                    out.masked.update(id(h) for h in link_hits)
-            if "hygiene" in names and self.config.strip_invisible:
-                stripped = strip_invisible(new)
-                if stripped != new:
-                    out.masked.update(id(h) for h in out.hits if h.scanner == "hygiene")
-                new = stripped
+        if "links" in names:
+            # report by the input's offsets; neutralise in the (maybe masked) output
+            _, link_hits = neutralize_links(text, self.config.link_allow)
+            out.hits.extend(link_hits)
+            if clean and link_hits:
+                new, _ = neutralize_links(new, self.config.link_allow)
+                out.masked.update(id(h) for h in link_hits)
+        if clean and "hygiene" in names and self.config.strip_invisible:
+            stripped = strip_invisible(new)
+            if stripped != new:
+                out.masked.update(id(h) for h in out.hits if h.scanner == "hygiene")
+            new = stripped
         out.text = new
         return out
 
@@ -240,6 +240,12 @@ class Scanner:
 
         def one(path: str, text: str) -> str:
             nonlocal decision, injection, hidden, secret
+            text, spoofed = self.vault.defang(call.session, text)
+            for s, e in spoofed:
+                reason = f"{path}: a pseudonym of this session written in the result"
+                findings.append(
+                    Finding("vault", "pseudonym-spoof", s, e, 0.9, reason.lstrip(": "), True)
+                )
             result = self.scan_text(text, cfg.results, session=call.session, source=source)
             for h in result.hits:
                 findings.append(_finding(h, path, "result", id(h) in result.masked))

@@ -268,6 +268,29 @@ class Vault:
             parts.append(text[pos:])
             return "".join(parts), restored
 
+    def defang(self, session: str, text: str) -> tuple[str, list[tuple[int, int]]]:
+        """``text`` with the session's pseudonyms written literally made unresolvable.
+
+        A tool result that already contains ``<EMAIL_1>`` did not get it from the
+        vault: planted text could make the model send it back and get the real
+        value. Such tokens become ``‹EMAIL_1›`` (same length, so offsets hold).
+        """
+        if "<" not in text:
+            return text, []
+        with self._lock:
+            table = self._table(session)
+            if not table.by_token:
+                return text, []
+            spans = [
+                (m.start(), m.end()) for m in _TOKEN.finditer(text) if m.group(0) in table.by_token
+            ]
+        if not spans:
+            return text, []
+        chars = list(text)
+        for s, e in spans:
+            chars[s], chars[e - 1] = "\u2039", "\u203a"
+        return "".join(chars), spans
+
     def hashed(self, kind: str, value: str) -> str:
         """The ``hash`` mode's stand-in: a keyed hash, stable across sessions."""
         tag = hmac.new(self._key, f"{kind}\0{value}".encode(), hashlib.sha256).hexdigest()[:12]
