@@ -77,6 +77,7 @@ async def test_pinning_alone_catches_an_innocent_looking_change(
         assert result.is_error
 
 
+@pytest.mark.slow
 async def test_identity_change_blocks_until_re_pinned(tmp_path: Path, workspace: Path) -> None:
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(policy(tmp_path), encoding="utf-8")
@@ -100,6 +101,7 @@ async def test_identity_change_blocks_until_re_pinned(tmp_path: Path, workspace:
         assert not result.is_error
 
 
+@pytest.mark.slow
 async def test_pin_cli_reports_poisoned_tools(tmp_path: Path, workspace: Path) -> None:
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(policy(tmp_path), encoding="utf-8")

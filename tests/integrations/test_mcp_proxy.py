@@ -183,6 +183,7 @@ def write_policy(tmp_path: Path, scenario: dict[str, Any]) -> Path:
     return path
 
 
+@pytest.mark.slow
 async def test_cli_proxy_over_stdio(
     scenario: dict[str, Any], sink: Sink, workspace: Path, tmp_path: Path
 ) -> None:
@@ -215,6 +216,7 @@ async def test_cli_proxy_over_stdio(
     assert (tmp_path / "pins.json").exists()
 
 
+@pytest.mark.slow
 async def test_cli_proxy_over_streamable_http(
     scenario: dict[str, Any], sink: Sink, workspace: Path, tmp_path: Path
 ) -> None:
@@ -367,8 +369,8 @@ async def test_sandbox_layer_alone(workspace: Path, tmp_path: Path, scenario: An
         # the server does serve what the sandbox shows it
         text, error = await call_proxy(proxy, "read_text_file", {"path": "/workspace/report.md"})
         assert not error and text.startswith("Q3 report"), text
-        text, error = await call_proxy(proxy, "read_text_file", {"path": "/etc/os-release"})
-        assert not error and "NAME=" in text
+        text, error = await call_proxy(proxy, "read_text_file", {"path": "/etc/debian_version"})
+        assert not error and text.strip(), text
 
 
 async def call_proxy(proxy: MCPProxy, name: str, args: dict[str, Any]) -> tuple[str, bool]:
