@@ -371,17 +371,32 @@ def _provenance(index: SessionIndex, text: str, threshold: Confidentiality) -> V
     p = ValueProvenance(canonical=c, spans=spans, threshold=threshold)
     user_cover = _merged([(m.start, m.end) for m, piece in spans if piece.user])
     p.user_covered = bool(user_cover) and _whole(c, user_cover)
-    trusted = [m for m, piece in spans if not piece.user and not piece.untrusted]
+    trusted = [(m.start, m.end) for m, piece in spans if not piece.user and not piece.untrusted]
     units = _units(c)
+    # Many pieces often share the same stretch (a common domain in every
+    # page): judge each distinct stretch once.
+    counts: dict[tuple[int, int, str], bool] = {}
+    explained: dict[tuple[int, int], bool] = {}
+    level = rank(threshold)
     for m, piece in spans:
-        if piece.user or _covered(m, user_cover) or not _counts(m, units, c):
+        if piece.user:
             continue
-        if piece.untrusted and not any(
-            t.start <= m.start and m.end <= t.end and (t.end - t.start) > (m.end - m.start)
-            for t in trusted
-        ):
-            p.untrusted.append((m, piece))
-        if rank(piece.confidentiality) >= rank(threshold):
+        key = (m.start, m.end, m.via)
+        ok = counts.get(key)
+        if ok is None:
+            ok = counts[key] = not _covered(m, user_cover) and _counts(m, units, c)
+        if not ok:
+            continue
+        if piece.untrusted:
+            span = (m.start, m.end)
+            longer = explained.get(span)
+            if longer is None:
+                longer = explained[span] = any(
+                    s <= m.start and m.end <= e and (e - s) > (m.end - m.start) for s, e in trusted
+                )
+            if not longer:
+                p.untrusted.append((m, piece))
+        if rank(piece.confidentiality) >= level:
             p.confidential.append((m, piece))
     if index.unindexed and not p.user_covered and _meaningful(c):
         p.unknown = [

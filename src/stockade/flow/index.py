@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import Protocol
 
 from stockade.flow.text import GRAM, SHINGLE, WORD_PATTERN, canon, skeleton_map, tokens, words
 from stockade.model import Confidentiality, Integrity, Label
@@ -31,13 +32,20 @@ _HASH_BITS = 40
 _PIECE_BITS = 24
 _HASH_MASK = (1 << _HASH_BITS) - 1
 _MAX_PIECES = (1 << _PIECE_BITS) - 1
-_LOOKUP_CAP = 1024
+#: a hash held by more pieces than this is "common": looked up by label class
+_COMMON = 32
 _RANK = {Confidentiality.PUBLIC: 0, Confidentiality.INTERNAL: 1, Confidentiality.SECRET: 2}
 
 
 def rank(level: Confidentiality) -> int:
     """Order of confidentiality levels: public < internal < secret."""
     return _RANK[level]
+
+
+def piece_class(piece: Piece) -> int:
+    """What the flow rules care about in a piece, as a small number:
+    the user's words or not, untrusted or not, and the confidentiality level."""
+    return (6 if piece.user else 0) + (3 if piece.untrusted else 0) + rank(piece.confidentiality)
 
 
 class HashIndex:
@@ -48,12 +56,23 @@ class HashIndex:
     does one dict probe and a binary search in each of a few segments.
     """
 
-    def __init__(self, flush_at: int = 1 << 16, direct_at: int = 1 << 12) -> None:
+    def __init__(
+        self,
+        flush_at: int = 1 << 16,
+        direct_at: int = 1 << 12,
+        *,
+        classes: list[int] | None = None,
+        cap: int = _COMMON,
+    ) -> None:
         self._flush_at = flush_at
         self._direct_at = direct_at
+        self._classes: _ClassLookup = classes if classes is not None else _NoClasses()
+        self._cap = cap
         self._mem: dict[int, list[int]] = {}
+        self._mem_mask: dict[int, int] = {}
         self._mem_n = 0
         self._segments: list[_Segment] = []
+        self._views: list[tuple[array[int], array[int], array[int], int, dict[int, int]]] = []
 
     def add_many(self, piece: int, hashes: Sequence[int], offsets: Sequence[int]) -> None:
         """Add the entries of one piece: ``hashes[i]`` found at ``offsets[i]``."""
@@ -65,17 +84,21 @@ class HashIndex:
                     for h, o in zip(hashes, offsets, strict=True)
                 ]
             )
-            self._push(_segment(packed))
+            self._push(self._segment(packed))
             return
         mem = self._mem
+        masks = self._mem_mask
         tag = piece << 32
+        bit = 1 << self._classes[piece]
         for h, offset in zip(hashes, offsets, strict=True):
             key = h & _HASH_MASK
             bucket = mem.get(key)
             if bucket is None:
                 mem[key] = [tag | offset]
+                masks[key] = bit
             else:
                 bucket.append(tag | offset)
+                masks[key] |= bit
         self._mem_n += len(hashes)
         if self._mem_n >= self._flush_at:
             self.flush()
@@ -88,8 +111,9 @@ class HashIndex:
             [(key << (_PIECE_BITS + 32)) | ref for key, refs in self._mem.items() for ref in refs]
         )
         self._mem = {}
+        self._mem_mask = {}
         self._mem_n = 0
-        self._push(_segment(packed))
+        self._push(self._segment(packed))
 
     def _push(self, seg: _Segment) -> None:
         segs = self._segments
@@ -97,30 +121,45 @@ class HashIndex:
         while len(segs) >= 2 and len(segs[-2].keys) <= 2 * len(segs[-1].keys):
             b = segs.pop()
             a = segs.pop()
-            segs.append(_segment(sorted(a.unpack() + b.unpack())))  # two runs: a linear merge
+            segs.append(self._segment(sorted(a.unpack() + b.unpack())))  # two runs: linear merge
+        # plain tuples: the lookup loop reads them without attribute lookups
+        self._views = [(x.keys, x.offsets, x.directory, x.shift, x.common) for x in segs]
 
-    def get(self, h: int) -> list[tuple[int, int]]:
-        """``(piece, offset)`` references for a hash (at most a bounded number)."""
+    def _segment(self, packed: list[int]) -> _Segment:
+        keys = array("Q", [p >> 32 for p in packed])
+        offsets = array("I", [p & 0xFFFFFFFF for p in packed])
+        return _Segment(keys, offsets, self._classes, self._cap)
+
+    def get(self, h: int) -> tuple[list[tuple[int, int]], int]:
+        """``(piece, offset)`` references for a hash, and a mask of label
+        classes for the part of them that is too common to list (``0`` when
+        every reference is listed)."""
         key = h & _HASH_MASK
         out: list[tuple[int, int]] = []
+        mask = 0
         bucket = self._mem.get(key)
         if bucket is not None:
-            out.extend((ref >> 32, ref & 0xFFFFFFFF) for ref in bucket[:_LOOKUP_CAP])
+            if len(bucket) > self._cap:
+                mask = self._mem_mask[key]
+            else:
+                out.extend((ref >> 32, ref & 0xFFFFFFFF) for ref in bucket)
         lo_key = key << _PIECE_BITS
-        hi_key = (key + 1) << _PIECE_BITS
-        for seg in self._segments:
-            keys = seg.keys
-            bucket_no = lo_key >> seg.shift
-            i = seg.directory[bucket_no]
-            end = seg.directory[bucket_no + 1]
+        hi_key = lo_key + (1 << _PIECE_BITS)
+        for keys, offsets, directory, shift, common in self._views:
+            if common and key in common:
+                mask |= common[key]
+                continue
+            bucket_no = lo_key >> shift
+            i = directory[bucket_no]
+            end = directory[bucket_no + 1]
             while i < end:
                 k = keys[i]
-                if k >= hi_key or len(out) >= _LOOKUP_CAP:
+                if k >= hi_key:
                     break
                 if k >= lo_key:
-                    out.append((k & _MAX_PIECES, seg.offsets[i]))
+                    out.append((k & _MAX_PIECES, offsets[i]))
                 i += 1
-        return out
+        return out, mask
 
     def __len__(self) -> int:
         return self._mem_n + sum(len(seg.keys) for seg in self._segments)
@@ -135,11 +174,17 @@ class HashIndex:
 class _Segment:
     """Sorted keys (hash and piece), their offsets, and a directory: for each
     value of the keys' top bits, where its keys start (about four keys a
-    bucket), so a lookup reads a few array items instead of a binary search."""
+    bucket), so a lookup reads a few array items instead of a binary search.
 
-    __slots__ = ("directory", "keys", "offsets", "shift")
+    ``common`` maps each hash held by more than ``cap`` pieces to the mask of
+    their label classes: such hashes are not listed piece by piece.
+    """
 
-    def __init__(self, keys: array[int], offsets: array[int]) -> None:
+    __slots__ = ("common", "directory", "keys", "offsets", "shift")
+
+    def __init__(
+        self, keys: array[int], offsets: array[int], classes: _ClassLookup, cap: int
+    ) -> None:
         self.keys = keys
         self.offsets = offsets
         bits = max(1, min(_HASH_BITS, (len(keys) // 4).bit_length()))
@@ -148,23 +193,42 @@ class _Segment:
         self.directory = array(
             "I", accumulate((counts.get(b, 0) for b in range(1 << bits)), initial=0)
         )
+        self.common: dict[int, int] = {}
+        per_hash = Counter([k >> _PIECE_BITS for k in keys])
+        for key, n in per_hash.items():
+            if n > cap:
+                i = bisect.bisect_left(keys, key << _PIECE_BITS)
+                mask = 0
+                for k in keys[i : i + n]:
+                    mask |= 1 << classes[k & _MAX_PIECES]
+                self.common[key] = mask
 
     def unpack(self) -> list[int]:
         return [(k << 32) | o for k, o in zip(self.keys, self.offsets, strict=True)]
 
     def nbytes(self) -> int:
-        return sum(a.itemsize * len(a) for a in (self.keys, self.offsets, self.directory))
+        arrays = sum(a.itemsize * len(a) for a in (self.keys, self.offsets, self.directory))
+        return arrays + 100 * len(self.common)
 
 
-def _segment(packed: list[int]) -> _Segment:
-    keys = array("Q", [p >> 32 for p in packed])
-    offsets = array("I", [p & 0xFFFFFFFF for p in packed])
-    return _Segment(keys, offsets)
+class _ClassLookup(Protocol):
+    def __getitem__(self, piece: int, /) -> int: ...
+
+
+class _NoClasses:
+    """Every piece in class 0 (a bare index, as in tests)."""
+
+    def __getitem__(self, piece: int) -> int:
+        return 0
 
 
 @dataclass(frozen=True, slots=True)
 class Piece:
-    """One piece of content the session read (or the user said)."""
+    """One piece of content the session read (or the user said).
+
+    ``untrusted`` (any label untrusted) and ``confidentiality`` (the highest
+    level) are worked out once from the labels.
+    """
 
     id: int
     labels: tuple[Label, ...]
@@ -173,17 +237,19 @@ class Piece:
     call_id: str = ""
     user: bool = False
     length: int = 0
+    untrusted: bool = field(init=False)
+    confidentiality: Confidentiality = field(init=False)
 
-    @property
-    def untrusted(self) -> bool:
-        """Whether any of its labels is untrusted."""
-        return any(label.integrity is Integrity.UNTRUSTED for label in self.labels)
-
-    @property
-    def confidentiality(self) -> Confidentiality:
-        """Its highest confidentiality level."""
-        levels = [label.confidentiality for label in self.labels]
-        return max(levels, key=rank) if levels else Confidentiality.PUBLIC
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "untrusted", any(x.integrity is Integrity.UNTRUSTED for x in self.labels)
+        )
+        levels = [x.confidentiality for x in self.labels]
+        object.__setattr__(
+            self,
+            "confidentiality",
+            max(levels, key=rank) if levels else Confidentiality.PUBLIC,
+        )
 
     def describe(self) -> dict[str, object]:
         """JSON-able description for provenance reports."""
@@ -208,6 +274,9 @@ class Match:
     piece: int
     at: tuple[int, int]
     via: str  # "words" or "token"
+    #: the stretch stands in too many pieces to list; ``piece`` is the first
+    #: piece of the same kind (user, integrity, confidentiality)
+    many: bool = False
 
 
 @dataclass
@@ -227,7 +296,12 @@ class SessionIndex:
     read_confidentiality: Confidentiality | None = None
     read_labels: set[Label] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _index: HashIndex = field(default_factory=HashIndex, repr=False)
+    classes: list[int] = field(default_factory=list, repr=False)
+    first_of_class: dict[int, int] = field(default_factory=dict, repr=False)
+    _index: HashIndex = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index = HashIndex(classes=self.classes)
 
     # -- observing -----------------------------------------------------------
 
@@ -256,6 +330,9 @@ class SessionIndex:
                 return None
             piece = Piece(len(self.pieces), labels, tool, action, call_id, user, len(text))
             self.pieces.append(piece)
+            cls = piece_class(piece)
+            self.classes.append(cls)
+            self.first_of_class.setdefault(cls, piece.id)
             if user:
                 self.user_bytes += len(text)
             else:
@@ -290,23 +367,13 @@ class SessionIndex:
         ws = list(words(c))
         if len(ws) < SHINGLE:
             return []
-        out: list[Match] = []
-        open_runs: dict[int, list[int]] = {}
-        for i in range(len(ws) - SHINGLE + 1):
-            h = hash((ws[i][2], ws[i + 1][2], ws[i + 2][2]))
-            hits: dict[int, int] = {}
-            for piece, offset in self._index.get(h):
-                hits.setdefault(piece, offset)
-            for piece, offset in hits.items():
-                run = open_runs.get(piece)
-                if run is not None and run[1] == i - 1:
-                    run[1] = i
-                else:
-                    if run is not None:
-                        out.append(_word_match(ws, run, piece))
-                    open_runs[piece] = [i, i, offset]
-        for piece, run in open_runs.items():
-            out.append(_word_match(ws, run, piece))
+        probes = [
+            (i, hash((ws[i][2], ws[i + 1][2], ws[i + 2][2]))) for i in range(len(ws) - SHINGLE + 1)
+        ]
+        out = []
+        for piece, first, last, at, many in self._runs(probes):
+            start, end = ws[first][0], ws[last + SHINGLE - 1][1]
+            out.append(Match(start, end, piece, (at, at + end - start), "words", many))
         return out
 
     def _token_matches(self, c: str) -> list[Match]:
@@ -321,28 +388,84 @@ class SessionIndex:
                     j
                     for s, e in spans
                     for j in range(bisect.bisect_left(offsets, s), bisect.bisect_left(offsets, e))
+                    if j + GRAM <= len(skel)
                 }
             )
         else:
             positions = range(len(skel) - GRAM + 1)
-        out: list[Match] = []
-        open_runs: dict[int, list[int]] = {}
-        for j in positions:
-            if j + GRAM > len(skel):
+        probes = [(j, hash(("g", skel[j : j + GRAM]))) for j in positions]
+        out = []
+        for piece, first, last, at, many in self._runs(probes):
+            start, end = offsets[first], offsets[last + GRAM - 1] + 1
+            width = last - first + GRAM
+            out.append(Match(start, end, piece, (at, at + width), "token", many))
+        return out
+
+    def _runs(self, probes: list[tuple[int, int]]) -> list[tuple[int, int, int, int, bool]]:
+        """Maximal runs of consecutive probe positions found in one piece:
+        ``(piece, first, last, offset in piece, many)``.
+
+        A common hash (held by too many pieces to list) continues the run of
+        any piece of a class it is held by, and a run that starts right after
+        such hashes reaches back over them. Stretches made only of common
+        hashes give runs per class (``many``), so a value copied into many
+        pieces is still found.
+        """
+        classes = self.classes
+        get = self._index.get
+        out: list[tuple[int, int, int, int, bool]] = []
+        runs: dict[int, list[int]] = {}  # piece -> [first, last, offset]
+        class_runs: dict[int, list[int]] = {}  # class -> [first, last]
+        common: dict[int, int] = {}  # position -> class mask
+        prev = -2
+
+        def close_all() -> None:
+            for piece, (first, last, at) in runs.items():
+                out.append((piece, first, last, at, False))
+            for cls, (first, last) in class_runs.items():
+                out.append((self.first_of_class[cls], first, last, 0, True))
+            runs.clear()
+            class_runs.clear()
+
+        for pos, h in probes:
+            if pos != prev + 1:
+                close_all()
+            prev = pos
+            refs, mask = get(h)
+            if not refs and not mask:
+                if runs or class_runs:
+                    close_all()
                 continue
-            hits: dict[int, int] = {}
-            for piece, offset in self._index.get(hash(("g", skel[j : j + GRAM]))):
-                hits.setdefault(piece, offset)
-            for piece, offset in hits.items():
-                run = open_runs.get(piece)
-                if run is not None and run[1] == j - 1:
-                    run[1] = j
+            here: dict[int, int] = {}
+            for piece, offset in refs:
+                here.setdefault(piece, offset)
+            for piece in list(runs):
+                if piece in here or (mask >> classes[piece]) & 1:
+                    runs[piece][1] = pos
                 else:
-                    if run is not None:
-                        out.append(_gram_match(offsets, run, piece))
-                    open_runs[piece] = [j, j, offset]
-        for piece, run in open_runs.items():
-            out.append(_gram_match(offsets, run, piece))
+                    first, last, at = runs.pop(piece)
+                    out.append((piece, first, last, at, False))
+            for piece, offset in here.items():
+                if piece not in runs:
+                    first = pos
+                    bit = 1 << classes[piece]
+                    while common.get(first - 1, 0) & bit:
+                        first -= 1
+                    runs[piece] = [first, pos, max(0, offset - (pos - first))]
+            if mask:
+                common[pos] = mask
+            for cls in list(class_runs):
+                if (mask >> cls) & 1:
+                    class_runs[cls][1] = pos
+                else:
+                    first, last = class_runs.pop(cls)
+                    out.append((self.first_of_class[cls], first, last, 0, True))
+            while mask:
+                low = mask & -mask
+                cls = low.bit_length() - 1
+                mask ^= low
+                class_runs.setdefault(cls, [pos, pos])
+        close_all()
         return out
 
     def probe_seam(self, a: str, b: str) -> bool:
@@ -363,7 +486,11 @@ class SessionIndex:
             if i < len(wa) and i + SHINGLE > len(wa):
                 probes.append(hash(tuple(joined[i : i + SHINGLE])))
         with self.lock:
-            return any(self._index.get(h) for h in probes)
+            for h in probes:
+                refs, mask = self._index.get(h)
+                if refs or mask:
+                    return True
+            return False
 
     def nbytes(self) -> int:
         """Approximate memory held by the index, in bytes."""
@@ -388,18 +515,6 @@ def _outermost(found: list[Match]) -> list[Match]:
 
 #: values with a longer skeleton are scanned for token grams only where they hold tokens
 _FULL_SCAN = 128
-
-
-def _word_match(ws: list[tuple[int, int, str]], run: list[int], piece: int) -> Match:
-    first, last, at = run
-    start, end = ws[first][0], ws[last + SHINGLE - 1][1]
-    return Match(start, end, piece, (at, at + (end - start)), "words")
-
-
-def _gram_match(offsets: list[int], run: list[int], piece: int) -> Match:
-    first, last, at = run
-    start, end = offsets[first], offsets[last + GRAM - 1] + 1
-    return Match(start, end, piece, (at, at + (last - first) + GRAM), "token")
 
 
 _CHUNK = 1 << 20
