@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,7 @@ class Arena:
         return value
 
     def setup(self, steps: list[Mapping[str, Any]]) -> None:
-        """Make the files an attack needs: symlink, hardlink, fifo, socket, file, dir."""
+        """Make the files an attack needs: symlink, hardlink, fifo, device, socket, file, dir."""
         for step in steps:
             step = self.subst(dict(step))
             if "dir" in step:
@@ -80,6 +81,12 @@ class Arena:
                 os.link(step["hardlink"], at)
             elif "fifo" in step:
                 os.mkfifo(at)
+            elif "device" in step:
+                major, minor = step["device"]
+                try:
+                    os.mknod(at, 0o600 | stat.S_IFCHR, os.makedev(major, minor))
+                except PermissionError:
+                    pytest.skip("making a device node needs root")
             elif "socket" in step:
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 s.bind(str(at))
