@@ -51,8 +51,8 @@ def test_policy_explain_worst_first(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["policy", "explain", str(p)]) == 0
     lines = [ln.strip() for ln in capsys.readouterr().out.splitlines()[1:]]
     assert lines[0] == "[high] may delete any file under `notes/`"
-    assert "[high] may POST to `api.example.com`" in lines
-    assert lines.index("[high] may POST to `api.example.com`") < lines.index(
+    assert "[medium] may POST to `api.example.com`" in lines
+    assert lines.index("[medium] may POST to `api.example.com`") < lines.index(
         "[low] may read any file under `docs/`"
     )
     assert lines[-1] == "[info] everything else is denied"
