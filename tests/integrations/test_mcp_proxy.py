@@ -394,3 +394,17 @@ async def test_results_are_scanned_and_masked(
     outcomes = [e for e in events.events if e.kind == "outcome"]
     assert any(f.masked for f in outcomes[0].findings)
     assert outcomes[1].findings, "the injected note is flagged"
+
+
+async def test_arguments_checked_against_the_input_schema(
+    scenario: dict[str, Any], workspace: Path, tmp_path: Path
+) -> None:
+    guard = guard_for(scenario_policy(scenario, tmp_path / "pins.json"))
+    async with MCPProxy(guard, [sys.executable, TEST_SERVER, str(workspace)]) as proxy:
+        text, error = await call_proxy(proxy, "read_file", {"path": ["report.md"]})
+        assert error and "invalid arguments: arguments do not match the schema" in text
+        assert "`path`: expected string" in text
+        text, error = await call_proxy(proxy, "upload", {"path": "report.md"})
+        assert error and "`url`: required" in text
+        text, error = await call_proxy(proxy, "read_file", {"path": "report.md"})
+        assert not error

@@ -53,7 +53,7 @@ from stockade.integrations.mcp_pins import (
     scan_tool_description,
 )
 from stockade.integrations.openai import refusal_text
-from stockade.integrations.schema import canonical_paths
+from stockade.integrations.schema import SchemaCheck, canonical_paths, compile_schema
 from stockade.model import AuditEvent, Decision, Finding, Integrity, Label, Output, ToolCall
 from stockade.tools.base import Capability, Context
 
@@ -95,10 +95,11 @@ def _require_sdk() -> None:
 class MCPToolCapability(Capability):
     """One upstream MCP tool as a guard capability with the single action ``call``.
 
-    ``prepare`` canonicalises the path arguments (``mcp.path_args``) so the
-    policy decides on the path the server will open; ``check`` refuses a
-    tool that pinning or the description scan blocked; ``aexecute`` forwards
-    the call to the server.
+    ``prepare`` checks the arguments against the tool's input schema (when
+    stockade's checker covers it) and canonicalises the path arguments
+    (``mcp.path_args``) so the policy decides on the path the server will
+    open; ``check`` refuses a tool that pinning or the description scan
+    blocked; ``aexecute`` forwards the call to the server.
     """
 
     actions = frozenset({"call"})
@@ -111,9 +112,24 @@ class MCPToolCapability(Capability):
         self.blocked: Decision | None = None
         self.description = ""
         self.input_schema: dict[str, Any] = {"type": "object"}
+        self.schema_check: SchemaCheck | None = None
+
+    def set_schema(self, schema: Mapping[str, Any] | None) -> None:
+        """Take the tool's input schema as listed; compile it when the checker can."""
+        self.input_schema = dict(schema or {"type": "object"})
+        try:
+            self.schema_check = compile_schema(self.input_schema)
+        except ConfigurationError as exc:
+            # The server checks its own input; the policy still decides. Say so once.
+            self.schema_check = None
+            log.info("arguments of `%s` are not schema-checked: %s", self.name, exc)
 
     def prepare(self, call: ToolCall) -> ToolCall:
-        """Canonicalise path arguments; refuse NUL bytes and `..` that climbs out."""
+        """Check the schema; canonicalise path arguments (NUL and climbing `..` refused)."""
+        if self.schema_check is not None:
+            errors = self.schema_check.errors(dict(call.args))
+            if errors:
+                raise ToolError("arguments do not match the schema: " + "; ".join(errors[:5]))
         return canonical_paths(call, self.proxy.config.path_args)
 
     def check(self, call: ToolCall) -> Decision | None:
@@ -272,7 +288,7 @@ class MCPProxy:
             cap = self._capability(tool.name)
             seen.add(cap.name)
             cap.description = tool.description or ""
-            cap.input_schema = dict(tool.input_schema or {"type": "object"})
+            cap.set_schema(tool.input_schema)
             cap.blocked = self._verdict(tool, names, check)
             if cap.blocked is None:
                 listed.append(
