@@ -328,3 +328,27 @@ def test_help_texts(capsys: pytest.CaptureFixture[str]) -> None:
         assert info.value.code == 0
         assert len(capsys.readouterr().out) > 200
     assert main(["audit"]) == 2
+
+
+def test_postgres_store_from_the_command_line(
+    pg_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], origin: str
+) -> None:
+    keys = tmp_path / "keys"
+    where = ["--store", pg_db, "--origin", origin, "--keys", str(keys)]
+    code, out, _ = _run(capsys, "init", *where)
+    assert code == 0 and f"origin `{origin}`" in out
+    policy = tmp_path / "pg.yaml"
+    policy.write_text(
+        POLICY.split("audit:")[0]
+        + f"audit: {{url: '{pg_db}', origin: {origin}, keys: keys, checkpoint: {{every: 4}}}}\n"
+    )
+    _fill(policy)
+    code, out, _ = _run(capsys, "verify", *where, "--strict", "--json")
+    assert code == 0 and json.loads(out)["records"] == 8
+    code, out, _ = _run(capsys, "query", *where, "--decision", "deny", "--json")
+    assert [json.loads(line)["rule"] for line in out.splitlines()] == [
+        "default-deny",
+        "files-secret",
+    ]
+    code, out, _ = _run(capsys, "proof", *where, "--consistency", "4", "8")
+    assert code == 0 and json.loads(out)["size2"] == 8
