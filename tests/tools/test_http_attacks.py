@@ -9,6 +9,7 @@ the outcome, it must never receive a request.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,22 +52,48 @@ def servers() -> Iterator[tuple[LoopbackServer, LoopbackServer]]:
     internal.close()
 
 
+@pytest.fixture(scope="module")
+def guards(
+    servers: tuple[LoopbackServer, LoopbackServer],
+) -> Iterator[dict[str, Guard]]:
+    """Two guards on the test policy: the whole stack, and the policy layer alone."""
+    allowed, internal = servers
+    out = {}
+    for mode in ("full", "policy-only"):
+        guard = Guard.from_text(policy_text(allowed.port, internal.port))
+        tool = guard.capability("http")
+        assert isinstance(tool, HTTPTool)
+        tool.use_resolver(resolver())
+        if mode == "policy-only":
+            disable_address_checks(tool, resolver())
+        out[mode] = guard
+    yield out
+    for guard in out.values():
+        guard.close()
+
+
 @pytest.fixture
-def env(servers: tuple[LoopbackServer, LoopbackServer]) -> Iterator[dict[str, Any]]:
+def env(servers: tuple[LoopbackServer, LoopbackServer], guards: dict[str, Guard]) -> dict[str, Any]:
     allowed, internal = servers
     internal.hits.clear()
-    guard = Guard.from_text(policy_text(allowed.port, internal.port))
-    tool = guard.capability("http")
-    assert isinstance(tool, HTTPTool)
-    tool.use_resolver(resolver())
-    yield {"guard": guard, "tool": tool, "allowed": allowed, "internal": internal}
-    guard.close()
+    tool = guards["full"].capability("http")
+    return {
+        "guard": guards["full"],
+        "unchecked": guards["policy-only"],
+        "tool": tool,
+        "allowed": allowed,
+        "internal": internal,
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def _cases(name: str, port: int, internal: int) -> dict[str, dict[str, Any]]:
+    return {c["id"]: c for c in load_cases(name, PORT=port, INTERNAL=internal)}
 
 
 def _case(cases: list[dict[str, Any]], case_id: str, env: dict[str, Any]) -> dict[str, Any]:
-    ports = {"PORT": env["allowed"].port, "INTERNAL": env["internal"].port}
     name = "attacks.yaml" if cases is ATTACKS else "legit.yaml"
-    return next(c for c in load_cases(name, **ports) if c["id"] == case_id)
+    return _cases(name, env["allowed"].port, env["internal"].port)[case_id]
 
 
 def _call(guard: Guard, case: dict[str, Any]) -> Any:
@@ -85,9 +112,8 @@ def test_attack_blocked_by_whole_stack(case_id: str, env: dict[str, Any]) -> Non
 @pytest.mark.parametrize("case_id", [c["id"] for c in ATTACKS if "policy" in c["layers"]])
 def test_attack_blocked_by_policy_layer_alone(case_id: str, env: dict[str, Any]) -> None:
     case = _case(ATTACKS, case_id, env)
-    disable_address_checks(env["tool"], resolver())
     with pytest.raises((Denied, HTTPError)):
-        _call(env["guard"], case)
+        _call(env["unchecked"], case)
     assert env["internal"].hits == []
 
 
