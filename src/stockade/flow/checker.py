@@ -105,6 +105,7 @@ class ValueProvenance:
                     "at": list(m.at),
                     "via": m.via,
                     "counts": id(m) in bad,
+                    "many": m.many,
                     **p.describe(),
                 }
             )
