@@ -52,7 +52,8 @@ from stockade.policy.node import Node
 from stockade.policy.policy import SectionContext
 from stockade.policy.rules import RuleSpec
 from stockade.tools.base import Capability, Context
-from stockade.tools.fs_engine import FSEngine, FSRestorer, check_file
+from stockade.tools.fs_engine import FSEngine, check_file
+from stockade.tools.fs_undo import FSRestorer
 from stockade.tools.journal import Journal, Restorer
 
 __all__ = [
