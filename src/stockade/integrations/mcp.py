@@ -54,7 +54,16 @@ from stockade.integrations.mcp_pins import (
 )
 from stockade.integrations.openai import refusal_text
 from stockade.integrations.schema import SchemaCheck, canonical_paths, compile_schema
-from stockade.model import AuditEvent, Decision, Finding, Integrity, Label, Output, ToolCall
+from stockade.model import (
+    AuditEvent,
+    Decision,
+    Effect,
+    Finding,
+    Integrity,
+    Label,
+    Output,
+    ToolCall,
+)
 from stockade.tools.base import Capability, Context
 
 if TYPE_CHECKING:
@@ -280,7 +289,9 @@ class MCPProxy:
         check = self.pins.compare(self.key, self.identity, prints)
         if check.first_use:
             self.pins.record(self.key, self.identity, prints)
-            self._say(f"pinned {len(prints)} tools of `{self.key}` in {self.pins.path}")
+            text = f"pinned {len(prints)} tools of `{self.key}` in {self.pins.path} (first use)"
+            self._audit("mcp", "pin", Decision(Effect.ALLOW, "mcp:first-use", text))
+            self._say(text)
         names = [t.name for t in upstream]
         listed: list[types.Tool] = []
         seen: set[str] = set()
@@ -301,7 +312,7 @@ class MCPProxy:
                     )
                 )
             else:
-                self._audit_block(cap, cap.blocked)
+                self._audit(cap.name, "list", cap.blocked)
                 self._say(cap.blocked.reason)
                 listed.append(
                     types.Tool(
@@ -358,7 +369,8 @@ class MCPProxy:
             )
         return None
 
-    def _audit_block(self, cap: MCPToolCapability, decision: Decision) -> None:
+    def _audit(self, tool: str, action: str, decision: Decision) -> None:
+        """Record a listing-time event (a block, a first-use pin) in the guard's audit log."""
         import time
 
         event = AuditEvent(
@@ -367,8 +379,8 @@ class MCPProxy:
             session=self.session.id,
             principal=self.session.principal,
             call_id="",
-            tool=cap.name,
-            action="list",
+            tool=tool,
+            action=action,
             args={},
             decision=decision,
             mode=self.guard.policy.mode,
@@ -377,7 +389,7 @@ class MCPProxy:
         try:
             self.guard.audit.append(event)
         except Exception:
-            log.error("audit store could not record that `%s` is blocked", cap.name)
+            log.error("audit store could not record the %s event of `%s`", action, tool)
 
     def _say(self, text: str) -> None:
         log.info("%s", text)
