@@ -13,8 +13,8 @@ import pytest
 pytest.importorskip("mcp")
 pytest.importorskip("stockade.audit")
 
-from stockade import Guard  # noqa: E402
-from stockade.integrations.mcp import MCPProxy  # noqa: E402
+from stockade import Guard
+from stockade.integrations.mcp import MCPProxy
 
 TEST_SERVER = str(Path(__file__).resolve().parent / "mcp_test_server.py")
 
