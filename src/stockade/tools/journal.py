@@ -166,6 +166,10 @@ class Journal:
 
     def blob_bytes(self) -> int:
         """How many blob bytes the journal holds now."""
+        with self._lock:
+            return self._blob_bytes()
+
+    def _blob_bytes(self) -> int:
         row = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM blobs").fetchone()
         return int(row[0])
 
@@ -173,7 +177,7 @@ class Journal:
         digest = hashlib.sha256(data).hexdigest()
         if self._db.execute("SELECT 1 FROM blobs WHERE digest = ?", (digest,)).fetchone():
             return digest
-        if self.blob_bytes() + len(data) > self.blob_budget:
+        if self._blob_bytes() + len(data) > self.blob_budget:
             raise JournalError(
                 f"the journal's blob budget ({self.blob_budget} bytes) is spent; "
                 "the change was not made"
