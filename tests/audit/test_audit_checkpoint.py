@@ -94,17 +94,20 @@ def test_timer_signs_when_idle_and_stops_on_close(tmp_path: Path, keys: KeyPaths
     log = open_log(store, keys, checkpoint_interval=0.05, mirror=Mirror(file=mirror))
     log.append(event(0))
     reader = SQLiteStore(tmp_path / "a.db", "o", readonly=True)
-    _wait_for(lambda: len(reader.checkpoints()) >= 3)  # nothing appended meanwhile
-    cps = reader.checkpoints()
-    assert {c.size for c in cps} == {1}
-    assert len({c.time for c in cps}) == len(cps)  # each a fresh statement of liveness
+    _wait_for(lambda: mirror.exists() and len(read_mirror(mirror)) >= 3)  # idle meanwhile
+    mirrored = read_mirror(mirror)
+    assert {c.size for c in mirrored} == {1}
+    assert len({c.time for c in mirrored}) == len(mirrored)  # each a fresh statement
+    # the store keeps only the newest restatement of an unchanged log
+    assert len(reader.checkpoints()) == 1
+    assert reader.checkpoints()[0].time >= mirrored[1].time
     assert log._timer is not None and log._timer.is_alive()
     log.close()
     assert not log._timer.is_alive()
-    settled = len(reader.checkpoints())
+    settled = len(read_mirror(mirror))
     time.sleep(0.15)
-    assert len(reader.checkpoints()) == settled  # no checkpoint after close
-    assert len(read_mirror(mirror)) == settled
+    assert len(read_mirror(mirror)) == settled  # no checkpoint after close
+    assert reader.checkpoints()[-1].time == read_mirror(mirror)[-1].time
     with pytest.raises(AuditError, match="closed"):
         log.append(event(1))
     log.close()  # twice is fine

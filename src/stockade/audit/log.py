@@ -200,11 +200,15 @@ class AuditLog:
         )
 
     def checkpoint(self) -> Checkpoint:
-        """Sign the log's current size and root now (the timer and ``close`` call this)."""
+        """Sign the log's current size and root now (the timer and ``close`` call this).
+
+        When nothing was appended since the newest stored checkpoint, the new
+        one replaces it in the store (the mirror still gets every one).
+        """
         with self._commit_lock, self.store.transaction() as tx:
             head = tx.head()
             signed = self._sign(head.size, head.frontier.root())
-            tx.add_checkpoint(signed)
+            tx.add_checkpoint(signed, refresh=True)
         self._mirror(signed)
         return signed
 

@@ -104,8 +104,13 @@ class Transaction(abc.ABC):
         """Insert records in sequence order."""
 
     @abc.abstractmethod
-    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Keep a signed checkpoint."""
+    def add_checkpoint(self, checkpoint: Checkpoint, *, refresh: bool = False) -> None:
+        """Keep a signed checkpoint.
+
+        With ``refresh``, a checkpoint that only restates the newest stored one
+        (same size and root, a later time) replaces it instead of adding a row,
+        so an idle log's timer does not grow the table.
+        """
 
     @abc.abstractmethod
     def set_head(self, head: Head) -> None:

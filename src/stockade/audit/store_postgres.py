@@ -128,8 +128,17 @@ class _Tx(Transaction):
                 ],
             )
 
-    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+    def add_checkpoint(self, checkpoint: Checkpoint, *, refresh: bool = False) -> None:
         c = checkpoint
+        if refresh:
+            moved = self._conn.execute(
+                f"UPDATE {CHECKPOINTS} SET time = %s, key_id = %s, signature = %s "
+                f"WHERE id = (SELECT max(id) FROM {CHECKPOINTS} WHERE origin = %s) "
+                "AND size = %s AND root = %s",
+                (c.time, c.key_id, c.signature, self._origin, c.size, c.root),
+            ).rowcount
+            if moved == 1:
+                return
         self._conn.execute(
             f"INSERT INTO {CHECKPOINTS} (origin, size, root, time, key_id, signature) "
             "VALUES (%s, %s, %s, %s, %s, %s)",

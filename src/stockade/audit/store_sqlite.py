@@ -93,8 +93,16 @@ class _Tx(Transaction):
             sql, [(r.seq, r.data.decode("utf-8", "surrogatepass"), r.chain) for r in rows]
         )
 
-    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+    def add_checkpoint(self, checkpoint: Checkpoint, *, refresh: bool = False) -> None:
         c = checkpoint
+        if refresh:
+            moved = self._conn.execute(
+                "UPDATE checkpoints SET time = ?, key_id = ?, signature = ? "
+                "WHERE id = (SELECT max(id) FROM checkpoints) AND size = ? AND root = ?",
+                (c.time, c.key_id, c.signature, c.size, c.root),
+            ).rowcount
+            if moved == 1:
+                return
         self._conn.execute(
             "INSERT INTO checkpoints (size, root, time, key_id, signature) VALUES (?, ?, ?, ?, ?)",
             (c.size, c.root, c.time, c.key_id, c.signature),
