@@ -325,3 +325,48 @@ def test_a_tool_returning_a_command_is_refused(scenario: dict[str, Any]) -> None
     )
     (msg,) = tool_messages(run_agent(agent, "go"))
     assert msg.status == "error" and "cannot scan" in str(msg.content)
+
+
+@pytest.mark.anyio
+async def test_ask_interrupt_in_an_async_run() -> None:
+    guard = Guard.from_text(
+        "version: 1\nrules:\n  - {id: pay-ask, tool: pay, effect: ask}\n", audit=MemoryAuditSink()
+    )
+    paid: list[int] = []
+    agent = pay_agent(guard, paid)
+    config = {"configurable": {"thread_id": "pay-async"}}
+    first = await agent.ainvoke({"messages": [{"role": "user", "content": "pay"}]}, config)
+    assert first["__interrupt__"] and paid == []
+    final = await agent.ainvoke(Command(resume={"type": "approve"}), config)
+    assert paid == [120] and tool_messages(final)[0].content == "paid 120"
+
+
+def test_a_guard_with_its_own_approver_keeps_it() -> None:
+    asked: list[str] = []
+
+    def approver(request: Any) -> bool:
+        asked.append(request.call.tool)
+        return True
+
+    guard = Guard.from_text(
+        "version: 1\nrules:\n  - {id: pay-ask, tool: pay, effect: ask}\n", approver=approver
+    )
+    paid: list[int] = []
+    agent = pay_agent(guard, paid)
+    result = run_agent(agent, "pay", thread="own-approver")
+    assert "__interrupt__" not in result
+    assert asked == ["pay"] and paid == [120]
+
+
+def test_outside_an_agent_run_the_interrupt_approver_refuses() -> None:
+    from stockade import Denied
+
+    guard = Guard.from_text("version: 1\nrules:\n  - {id: pay-ask, tool: pay, effect: ask}\n")
+
+    @guard.tool()
+    def pay(amount: int) -> str:
+        return "paid"
+
+    StockadeMiddleware(guard)
+    with pytest.raises(Denied, match="refused by langgraph-interrupt"):
+        pay(5)
