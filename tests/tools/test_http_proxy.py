@@ -116,6 +116,25 @@ def test_post_body_is_forwarded(env: dict[str, Any]) -> None:
     assert env["allowed"].hits[-1]["body"] == '{"a": 1}'
 
 
+def test_expect_100_continue(env: dict[str, Any]) -> None:
+    """curl sends `Expect: 100-continue` with larger bodies and waits for the go-ahead."""
+    host, port = env["proxy"].address
+    body = b"x" * 2000
+    head = (
+        f"POST {env['allowed'].url('/upload')} HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(head)
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200")
+    assert env["allowed"].hits[-1]["body"] == body.decode()
+
+
 @pytest.mark.parametrize(
     "url",
     [

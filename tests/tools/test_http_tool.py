@@ -387,3 +387,18 @@ http:
         ToolCall("http", "connect", {"host": "UP.example.com", "port": 443}, session="s")
     )
     assert policy.decide(connect).rule == "http:up:tunnel"
+
+
+def test_async_call(server: LoopbackServer) -> None:
+    import asyncio
+
+    guard = _guard(policy_text(server.port, 1))
+
+    async def main() -> Any:
+        return await guard.acall("http", "request", {"url": server.url("/async")})
+
+    result = asyncio.run(main())
+    assert result.value["status"] == 200
+    with pytest.raises(Denied):
+        asyncio.run(guard.acall("http", "request", {"url": "http://169.254.169.254/"}))
+    guard.close()

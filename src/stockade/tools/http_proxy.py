@@ -64,6 +64,7 @@ _HOP_BY_HOP = frozenset(
         "host",
         "content-length",
         "accept-encoding",
+        "expect",
     }
 )
 _REASONS = {
@@ -306,6 +307,9 @@ class _ProxyServer:
         length = int(length_text)
         if length > self.config.max_request_bytes:
             raise _Refused(413, f"request body larger than {self.config.max_request_bytes} bytes")
+        if length and any(n == "expect" and v.lower() == "100-continue" for n, v in headers):
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await writer.drain()
         body = await asyncio.wait_for(reader.readexactly(length), self.config.timeout)
         listed = {t.strip().lower() for n, v in headers if n == "connection" for t in v.split(",")}
         fwd = {
