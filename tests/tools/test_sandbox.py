@@ -240,3 +240,69 @@ def test_extra_read_only_paths(workspace: Path, tmp_path: Path) -> None:
         ["/bin/sh", "-c", f"cat {srv}/index.txt {single}; echo x > {srv}/new || echo refused"]
     )
     assert result.stdout.decode() == "server code{}refused\n"
+
+
+def test_describe_and_as_dict(sandbox: Sandbox) -> None:
+    result = sandbox.run(["/bin/sh", "-c", "echo out; echo err >&2; exit 4"])
+    data = result.as_dict()
+    assert data == {
+        "exit_code": 4,
+        "signal": None,
+        "killed": None,
+        "truncated": False,
+        "stdout": "out\n",
+        "stderr": "err\n",
+        "status": "exit status 4",
+    }
+    assert not result.ok and not result.timed_out
+    slow = sandbox.run(["/bin/sleep", "30"], limits=Limits(timeout=0.5))
+    assert slow.describe() == "killed: wall-clock timeout"
+    assert slow.timed_out
+
+
+def test_popen_wait_timeout_is_an_exec_error(sandbox: Sandbox) -> None:
+    with sandbox.popen(["/bin/sleep", "30"]) as proc:
+        with pytest.raises(ExecError, match="did not end within"):
+            proc.wait(0.2)
+        proc.terminate()
+        assert proc.returncode is not None
+
+
+def test_with_limits_and_context_manager(workspace: Path) -> None:
+    with Sandbox(SandboxConfig(workspace=workspace)) as sb:
+        tight = sb.with_limits(Limits(cpu=1, timeout=20))
+        assert tight.config.limits.cpu == 1
+        assert tight.layers["launcher"] == sb.layers["launcher"]
+        assert tight.run(["/bin/sh", "-c", "while :; do :; done"]).signal == "SIGXCPU"
+
+
+def test_from_policy(workspace: Path) -> None:
+    from stockade.policy import Policy
+
+    sb = Sandbox.from_policy(Policy.from_text(f"version: 1\nexec: {{workspace: {workspace}}}\n"))
+    assert sb.workspace == workspace.resolve()
+    with pytest.raises(ExecError, match="no `exec` section"):
+        Sandbox.from_policy(Policy.from_text("version: 1\n"))
+
+
+def test_bad_env_name_is_refused(workspace: Path) -> None:
+    sb = Sandbox(SandboxConfig(workspace=workspace, env={"BAD NAME": "x"}))
+    with pytest.raises(ExecError, match="invalid environment variable name"):
+        sb.run(["/bin/true"])
+
+
+@pytest.mark.parametrize("launcher", [None, "python"])
+def test_sandbox_none_with_both_launchers(workspace: Path, launcher: Any) -> None:
+    sb = Sandbox(SandboxConfig(workspace=workspace, mode="none"), _launcher=launcher)
+    assert sb.run(["/bin/echo", "hi"]).stdout == b"hi\n"
+
+
+def test_stdin_larger_than_a_pipe_buffer(sandbox: Sandbox) -> None:
+    data = b"x" * (1 << 20)
+    result = sandbox.run(["/usr/bin/wc", "-c"], stdin=data)
+    assert result.stdout.strip() == str(len(data)).encode()
+
+
+def test_stdin_not_read_by_the_command(sandbox: Sandbox) -> None:
+    result = sandbox.run(["/bin/true"], stdin=b"y" * (1 << 20))
+    assert result.ok
