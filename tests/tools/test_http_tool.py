@@ -402,3 +402,23 @@ def test_async_call(server: LoopbackServer) -> None:
     with pytest.raises(Denied):
         asyncio.run(guard.acall("http", "request", {"url": "http://169.254.169.254/"}))
     guard.close()
+
+
+def test_a_failing_own_check_denies(
+    server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tool's own check raising is a stage failure: the call is denied, nothing sent."""
+    guard = _guard(policy_text(server.port, 1))
+    tool = guard.capability("http")
+    assert isinstance(tool, HTTPTool)
+
+    def explode(host: str, port: int) -> None:
+        raise RuntimeError("check exploded")
+
+    monkeypatch.setattr(tool, "_check_host", explode)
+    server.hits.clear()
+    with pytest.raises(Denied) as info:
+        guard.call("http", "request", {"url": server.url("/")})
+    assert info.value.rule == "error:capability"
+    assert server.hits == []
+    guard.close()

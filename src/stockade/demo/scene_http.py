@@ -33,9 +33,10 @@ class _API(http.server.BaseHTTPRequestHandler):
     token = ""
 
     def log_message(self, format: str, *args: Any) -> None:
-        pass
+        """Quiet: the scene narrates."""
 
     def do_GET(self) -> None:
+        """The weather API (needs the bearer token)."""
         url = urllib.parse.urlsplit(self.path)
         if self.headers.get("Authorization") != f"Bearer {self.token}":
             self._json(401, {"error": "missing or wrong token"})
@@ -86,6 +87,7 @@ def run(demo: Demo) -> None:
     seen: list[Any] = []
 
     def get(url: str, method: str = "GET") -> Any:
+        """One guarded request; remember what the model saw."""
         result = demo.guard.call("http", "request", {"url": url, "method": method})
         seen.append(result.value)
         return result

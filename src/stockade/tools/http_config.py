@@ -399,11 +399,13 @@ class SecretBroker:
         self._matchers = [(s, compile_host(list(s.hosts))) for s in specs]
 
     def for_request(self, scheme: str, host: str) -> list[SecretSpec]:
+        """The secrets to attach to a request to ``scheme://host``."""
         return [s for s, match in self._matchers if scheme in s.schemes and match(host) is True]
 
     def attach(
         self, spec: SecretSpec, value: str, headers: dict[str, str], url: httpx.URL
     ) -> httpx.URL:
+        """Attach ``value`` as ``spec`` says; return the URL (changed for ``query``)."""
         if spec.attach == "bearer":
             headers["authorization"] = f"Bearer {value}"
         elif spec.attach == "basic":
@@ -454,12 +456,14 @@ class _LogMask(logging.Filter):
         self._ordered: list[tuple[str, str]] = []
 
     def install(self) -> None:
+        """Add the filter to the HTTP stack's loggers (once)."""
         for name in self.LOGGERS:
             logger = logging.getLogger(name)
             if self not in logger.filters:
                 logger.addFilter(self)
 
     def remember(self, forms: list[tuple[str, str]]) -> None:
+        """Mask these secret forms from now on."""
         with self._lock:
             changed = False
             for value, placeholder in forms:
@@ -470,6 +474,7 @@ class _LogMask(logging.Filter):
                 self._ordered = sorted(self._forms.items(), key=lambda p: -len(p[0]))
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite a record that holds a secret; keep every record."""
         forms = self._ordered
         if forms:
             try:

@@ -130,6 +130,7 @@ def start_proxy(
     box: dict[str, Any] = {}
 
     def run() -> None:
+        """The proxy thread: its own event loop, closed when the server stops."""
         loop = asyncio.new_event_loop()
         box["loop"] = loop
         try:
@@ -166,6 +167,7 @@ class _ProxyServer:
     async def serve(
         self, host: str, port: int, box: dict[str, Any], ready: threading.Event
     ) -> None:
+        """Listen until ``stop`` is set; report the address (or the error) through ``box``."""
         stop = asyncio.Event()
         box["stop"] = stop
         try:
@@ -418,6 +420,7 @@ def _proxy_command(args: argparse.Namespace) -> int:
     stopped = threading.Event()
 
     def stop(*_: object) -> None:
+        """SIGTERM handler."""
         stopped.set()
 
     signal.signal(signal.SIGTERM, stop)

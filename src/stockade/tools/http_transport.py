@@ -364,6 +364,7 @@ class _Stream(httpx.SyncByteStream):
             yield from self._stream
 
     def close(self) -> None:
+        """Close the underlying httpcore stream."""
         close = getattr(self._stream, "close", None)
         if close is not None:
             close()
