@@ -98,7 +98,7 @@ def _bars(title: str, counts: list[tuple[str, dict[str, int]]], empty: str) -> s
     for i, (label, parts) in enumerate(counts):
         y = i * row + 4
         out.append(
-            f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end" class=lbl>'
+            f'<text x="{label_w - 6}" y="{y + 14}" text-anchor="end" class="lbl">'
             f"{_e(label[:40])}</text>"
         )
         x = float(label_w)
@@ -112,7 +112,7 @@ def _bars(title: str, counts: list[tuple[str, dict[str, int]]], empty: str) -> s
                 f'fill="{_COLORS[key]}"><title>{_e(key)}: {n}</title></rect>'
             )
             x += w
-        out.append(f'<text x="{x + 4:.1f}" y="{y + 13}" class=num>{sum(parts.values())}</text>')
+        out.append(f'<text x="{x + 4:.1f}" y="{y + 13}" class="num">{sum(parts.values())}</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -136,7 +136,7 @@ def _timeline(calls: list[CallSummary]) -> str:
         y = i * row + 18
         out.append(
             f'<line x1="{label_w}" y1="{y}" x2="{width - 10}" y2="{y}" stroke="#ddd"/>'
-            f'<text x="{label_w - 8}" y="{y + 4}" text-anchor="end" class=lbl>{_e(t[:20])}</text>'
+            f'<text x="{label_w - 8}" y="{y + 4}" text-anchor="end" class="lbl">{_e(t[:20])}</text>'
         )
     for c in calls[::step]:
         if c.tool not in lane:
@@ -148,9 +148,17 @@ def _timeline(calls: list[CallSummary]) -> str:
             f"<title>#{c.seq} {_e(c.tool)}.{_e(c.action)} {_e(c.outcome)} [{_e(c.rule)}] "
             f"{_e(_when(c.time))}</title></circle>"
         )
+    for i in range(1, 4):  # intermediate ticks: time of day only
+        x = label_w + (width - label_w - 20) * i / 4
+        tick = _dt.datetime.fromtimestamp(t0 + span * i / 4, tz=_dt.timezone.utc)
+        out.append(
+            f'<line x1="{x:.1f}" y1="8" x2="{x:.1f}" y2="{height - 22}" stroke="#f0f0f0"/>'
+            f'<text x="{x:.1f}" y="{height - 6}" text-anchor="middle" class="lbl">'
+            f"{tick.strftime('%H:%M:%S')}</text>"
+        )
     out.append(
-        f'<text x="{label_w}" y="{height - 6}" class=lbl>{_e(_when(t0))}</text>'
-        f'<text x="{width - 10}" y="{height - 6}" text-anchor="end" class=lbl>{_e(_when(t1))}'
+        f'<text x="{label_w}" y="{height - 6}" class="lbl">{_e(_when(t0))}</text>'
+        f'<text x="{width - 10}" y="{height - 6}" text-anchor="end" class="lbl">{_e(_when(t1))}'
         "</text></svg>"
     )
     return "".join(out)
