@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from http_support import LoopbackServer, RecordingBackend, policy_text
+from http_support import LoopbackServer, RecordingBackend, load_cases, policy_text
 
 from stockade import Guard
 from stockade.errors import Denied, HTTPError
@@ -141,3 +141,23 @@ def test_mixed_answer_with_one_internal_address_is_refused(env: dict[str, Any]) 
         env["guard"].call("http", "request", {"url": f"http://rebind.test:{env['internal'].port}/"})
     assert recorder.connects == []
     assert env["internal"].hits == []
+
+
+REBINDING = load_cases("rebinding.yaml", INTERNAL=0)
+
+
+@pytest.mark.parametrize("case_id", [c["id"] for c in REBINDING])
+def test_rebinding_corpus(case_id: str, env: dict[str, Any]) -> None:
+    """tests/attacks/http/rebinding.yaml: hostile DNS answers for an allowed name."""
+    case = next(c for c in REBINDING if c["id"] == case_id)
+    tool: HTTPTool = env["tool"]
+    internal = env["internal"].port
+    answers = case["answers"]
+    resolver = StaticResolver({"rebind.test": answers if len(answers) > 1 else answers[0]})
+    recorder = RecordingBackend()
+    install_backend(tool, CheckedBackend(tool.addresses, resolver, inner=recorder))
+    for _ in range(3):
+        with pytest.raises(HTTPError):
+            env["guard"].call("http", "request", {"url": f"http://rebind.test:{internal}/"})
+    assert env["internal"].hits == []
+    assert all(host == PUBLIC for host, _ in recorder.connects)
