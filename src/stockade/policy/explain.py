@@ -82,7 +82,7 @@ def _kind(tool: str, action: str) -> str:
 
 
 def _risk(kind: str, unconstrained: bool, effect: Effect) -> str:
-    base = {"any": 0, "destroy": 0, "send": 1, "run": 1, "change": 2, "read": 2}[kind]
+    base = {"any": 0, "destroy": 0, "send": 1, "run": 1, "change": 1, "read": 2}[kind]
     if not unconstrained:
         base += 1
     if effect is Effect.ASK:
