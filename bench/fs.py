@@ -3,7 +3,9 @@
     .venv/bin/python bench/fs.py           # figures for people
     .venv/bin/python bench/fs.py --json    # one JSON object
 
-Each figure is the median over several runs of the mean time per call. The
+Each figure is the median over several runs of the mean time per call; the
+functions compared take turns within each run, and overheads and ratios are
+the medians of the per-run differences and ratios. The
 guard uses the in-memory audit sink, no scanners and no flow rules, so the
 overhead shown is the fs tool and the pipeline, excluding the audit store.
 """
@@ -31,17 +33,34 @@ from stockade.tools.fs import FSTool
 PAYLOAD = os.urandom(2048).hex().encode()  # 4 KB of text
 
 
-def per_call_us(fn: Callable[[], Any], calls: int, runs: int) -> float:
-    """Median over ``runs`` of the mean microseconds per call."""
-    for _ in range(min(200, calls)):
-        fn()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        for _ in range(calls):
+def interleaved(fns: dict[str, Callable[[], Any]], calls: int, runs: int) -> dict[str, list[float]]:
+    """Mean microseconds per call of each function, ``runs`` times, the functions
+    taking turns within each run (so a busy moment hits all of them alike)."""
+    for fn in fns.values():
+        for _ in range(min(100, calls)):
             fn()
-        samples.append((time.perf_counter() - start) / calls * 1e6)
-    return statistics.median(samples)
+    names = list(fns)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(runs):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            fn = fns[name]
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            samples[name].append((time.perf_counter() - start) / calls * 1e6)
+    return samples
+
+
+def summary(samples: dict[str, list[float]], guarded: str, plain: str) -> dict[str, float]:
+    """Medians, and the median of the per-run differences and ratios."""
+    g, p = samples[guarded], samples[plain]
+    return {
+        "guarded": round(statistics.median(g), 2),
+        "plain": round(statistics.median(p), 2),
+        "overhead": round(statistics.median(a - b for a, b in zip(g, p, strict=True)), 2),
+        "ratio": round(statistics.median(a / b for a, b in zip(g, p, strict=True)), 2),
+    }
 
 
 def policy(root: Path, state: Path | None) -> Policy:
@@ -84,31 +103,42 @@ def main() -> int:
         session = guard.session("bench")
         ctx = Context(session)
 
-        def plain_read() -> bytes:
-            with open(plain_file, "rb") as fh:
-                return fh.read()
-
         @guard.tool("noop")
         def noop() -> bytes:
             return PAYLOAD
 
-        pipeline = per_call_us(lambda: guard.call("noop", "call", {}, session=session), calls, runs)
-        out["pipeline_noop_us"] = round(pipeline, 2)
+        def plain_read() -> bytes:
+            with open(plain_file, "rb") as fh:
+                return fh.read()
+
         read_call = ToolCall("fs", "read", {"path": "docs/file.txt"}, session="bench")
-        plain = per_call_us(plain_read, calls, runs)
-        guarded = per_call_us(
-            lambda: guard.call("fs", "read", {"path": "docs/file.txt"}, session=session),
+        reads = interleaved(
+            {
+                "plain": plain_read,
+                "guarded": lambda: guard.call(
+                    "fs", "read", {"path": "docs/file.txt"}, session=session
+                ),
+                "engine": lambda: tool.execute(read_call, ctx),
+                "noop": lambda: guard.call("noop", "call", {}, session=session),
+            },
             calls,
             runs,
         )
-        engine = per_call_us(lambda: tool.execute(read_call, ctx), calls, runs)
+        r = summary(reads, "guarded", "plain")
         out.update(
-            read_plain_us=round(plain, 2),
-            read_guarded_us=round(guarded, 2),
-            read_engine_us=round(engine, 2),
-            read_overhead_us=round(guarded - plain, 2),
-            read_overhead_beyond_pipeline_us=round(guarded - pipeline - plain, 2),
-            read_ratio_vs_plain=round(guarded / plain, 2),
+            read_plain_us=r["plain"],
+            read_guarded_us=r["guarded"],
+            read_overhead_us=r["overhead"],
+            read_ratio_vs_plain=r["ratio"],
+            read_engine_us=round(statistics.median(reads["engine"]), 2),
+            pipeline_noop_us=round(statistics.median(reads["noop"]), 2),
+            read_overhead_beyond_pipeline_us=round(
+                statistics.median(
+                    g - n - p
+                    for g, n, p in zip(reads["guarded"], reads["noop"], reads["plain"], strict=True)
+                ),
+                2,
+            ),
         )
 
         def plain_write() -> None:
@@ -116,50 +146,51 @@ def main() -> int:
                 fh.write(PAYLOAD)
 
         text = PAYLOAD.decode()
-        wplain = per_call_us(plain_write, calls // 2, runs)
-        wguard = per_call_us(
-            lambda: guard.call(
-                "fs", "write", {"path": "docs/out.txt", "content": text}, session=session
-            ),
+        jguard = guard_for(policy(root, base / "journal"))
+        counter = iter(range(10**9))
+        writes = interleaved(
+            {
+                "plain": plain_write,
+                "guarded": lambda: guard.call(
+                    "fs", "write", {"path": "docs/out.txt", "content": text}, session=session
+                ),
+                "journaled": lambda: jguard.call(
+                    "fs",
+                    "write",
+                    {"path": "docs/journaled.txt", "content": f"{next(counter)}{text}"},
+                    session=session.id,
+                ),
+            },
+            max(50, calls // 4),
+            runs,
+        )
+        w = summary(writes, "guarded", "plain")
+        j = summary(writes, "journaled", "plain")
+        out.update(
+            write_plain_us=w["plain"],
+            write_guarded_us=w["guarded"],
+            write_overhead_us=w["overhead"],
+            write_ratio_vs_plain=w["ratio"],
+            write_journaled_us=j["guarded"],
+            write_journaled_overhead_us=j["overhead"],
+            journal_durable=False,
+        )
+        jguard.close()
+
+        lists = interleaved(
+            {
+                "plain": lambda: sorted(os.listdir(root / "many")),
+                "guarded": lambda: guard.call("fs", "list", {"path": "many"}, session=session),
+            },
             calls // 2,
             runs,
         )
+        lst = summary(lists, "guarded", "plain")
         out.update(
-            write_plain_us=round(wplain, 2),
-            write_guarded_us=round(wguard, 2),
-            write_overhead_us=round(wguard - wplain, 2),
-            write_ratio_vs_plain=round(wguard / wplain, 2),
-        )
-
-        jguard = guard_for(policy(root, base / "journal"))
-        jcalls = max(50, calls // 4)
-        counter = iter(range(10**9))
-        wjournal = per_call_us(
-            lambda: jguard.call(
-                "fs",
-                "write",
-                {"path": "docs/journaled.txt", "content": f"{next(counter)}{text}"},
-                session=session.id,
-            ),
-            jcalls,
-            runs,
-        )
-        out.update(
-            write_journaled_us=round(wjournal, 2),
-            write_journaled_overhead_us=round(wjournal - wplain, 2),
-        )
-        jguard.close()
-        out["journal_durable"] = False
-
-        lplain = per_call_us(lambda: sorted(os.listdir(root / "many")), calls, runs)
-        lguard = per_call_us(
-            lambda: guard.call("fs", "list", {"path": "many"}, session=session), calls // 2, runs
-        )
-        out.update(
-            list_plain_us=round(lplain, 2),
-            list_guarded_us=round(lguard, 2),
-            list_overhead_us=round(lguard - lplain, 2),
-            list_ratio_vs_plain=round(lguard / lplain, 2),
+            list_plain_us=lst["plain"],
+            list_guarded_us=lst["guarded"],
+            list_overhead_us=lst["overhead"],
+            list_ratio_vs_plain=lst["ratio"],
             list_entries=20,
         )
         guard.close()
