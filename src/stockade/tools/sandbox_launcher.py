@@ -41,7 +41,6 @@ import marshal
 import os
 import resource
 import sys
-from typing import Any
 
 __all__ = ["landlock_abi", "main"]
 
@@ -102,23 +101,23 @@ _LIMITS = {
 # which every sandboxed command pays.
 
 
-_ct: Any = _ctypes
+# (``typing`` is not imported either: it costs as much as the rest.)
 
 
-class _Long(_ct._SimpleCData):  # type: ignore[misc]
+class _Long(_ctypes._SimpleCData):  # type: ignore[type-arg]
     _type_ = "l"
 
 
-class _Func(_ct.CFuncPtr):  # type: ignore[misc]
-    _flags_ = _ct.FUNCFLAG_CDECL | _ct.FUNCFLAG_USE_ERRNO
+class _Func(_ctypes.CFuncPtr):
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
     _restype_ = _Long
 
 
 class _Libc:
     def __init__(self) -> None:
-        self._handle = _ct.dlopen(None, 0)
-        self._syscall = _Func(("syscall", self))
-        self._prctl = _Func(("prctl", self))
+        self._handle = _ctypes.dlopen(None, 0)  # type: ignore[arg-type]
+        self._syscall = _Func(("syscall", self))  # type: ignore[arg-type]
+        self._prctl = _Func(("prctl", self))  # type: ignore[arg-type]
 
     def syscall(self, *args: object) -> int:
         """Call ``syscall(2)``; every argument is passed as a C long (bytes as a pointer)."""
@@ -130,7 +129,7 @@ class _Libc:
 
 
 def _errno() -> int:
-    return int(_ct.get_errno())
+    return int(_ctypes.get_errno())
 
 
 def landlock_abi() -> int:
