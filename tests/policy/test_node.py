@@ -78,7 +78,7 @@ def test_choices_and_items() -> None:
     with pytest.raises(Invalid, match="unknown value `x`; expected one of: a, b"):
         node("v: x").string(choices=("a", "b"))
     m = parse_yaml("a: {b: 1, c: [x, y]}", "p.yaml").mapping()["a"]
-    assert dict((k, v.plain()) for k, v in m.items()) == {"b": 1, "c": ["x", "y"]}
+    assert {k: v.plain() for k, v in m.items()} == {"b": 1, "c": ["x", "y"]}
     assert m.mapping()["c"].seq_or_one()[1].path == "a.c[1]"
     assert m.mapping()["b"].seq_or_one()[0].plain() == 1
 
