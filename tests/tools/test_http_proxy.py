@@ -268,3 +268,17 @@ def test_proxy_command_bad_policy(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "policy.yaml:2" in done.stderr
+
+
+def test_listen_error_is_a_configuration_error(env: dict[str, Any]) -> None:
+    host, port = env["proxy"].address
+    with pytest.raises(ConfigurationError, match="cannot listen"):
+        start_proxy(env["guard"], host, port)
+
+
+def test_proxy_from_a_policy_owns_its_guard(env: dict[str, Any]) -> None:
+    policy = Policy.from_text(policy_text(env["allowed"].port, env["internal"].port))
+    handle = start_proxy(policy)
+    with handle, httpx.Client(proxy=handle.url, trust_env=False, timeout=5) as client:
+        assert client.get(env["allowed"].url("/owned")).status_code == 200
+    assert handle._owned is None

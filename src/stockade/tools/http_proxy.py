@@ -87,6 +87,7 @@ class ProxyHandle:
     _loop: asyncio.AbstractEventLoop = field(repr=False)
     _thread: threading.Thread = field(repr=False)
     _stop: asyncio.Event = field(repr=False)
+    _owned: Guard | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -99,6 +100,9 @@ class ProxyHandle:
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(timeout=10)
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
 
     def __enter__(self) -> ProxyHandle:
         return self
@@ -121,9 +125,13 @@ def start_proxy(
     address other processes than the agent's can reach: the proxy has no
     authentication of its own.
     """
-    guard = guard_or_policy if isinstance(guard_or_policy, Guard) else Guard(guard_or_policy)
+    owned = None if isinstance(guard_or_policy, Guard) else Guard(guard_or_policy)
+    guard = owned or guard_or_policy
+    assert isinstance(guard, Guard)
     tool = guard.capability("http")
     if not isinstance(tool, HTTPTool):
+        if owned is not None:
+            owned.close()
         raise ConfigurationError("the proxy needs a policy with an `http` section")
     server = _ProxyServer(guard, tool, session)
     ready = threading.Event()
@@ -135,18 +143,20 @@ def start_proxy(
         box["loop"] = loop
         try:
             loop.run_until_complete(server.serve(host, port, box, ready))
+            loop.run_until_complete(loop.shutdown_default_executor())
         finally:
             loop.close()
 
     thread = threading.Thread(target=run, name="stockade-proxy", daemon=True)
     thread.start()
     ready.wait(timeout=10)
-    if "error" in box:
-        thread.join(timeout=5)
-        raise ConfigurationError(f"the proxy cannot listen on `{host}:{port}`: {box['error']}")
     if "address" not in box:
-        raise ConfigurationError("the proxy did not start")
-    return ProxyHandle(box["address"], box["loop"], thread, box["stop"])
+        thread.join(timeout=5)
+        if owned is not None:
+            owned.close()
+        reason = box.get("error", "it did not start")
+        raise ConfigurationError(f"the proxy cannot listen on `{host}:{port}`: {reason}")
+    return ProxyHandle(box["address"], box["loop"], thread, box["stop"], owned)
 
 
 class _Refused(Exception):
