@@ -385,7 +385,7 @@ def canonical_path(value: Any, *, max_length: int = 1024, what: str = "path") ->
     """
     if not isinstance(value, str):
         raise FSError(f"{what} must be a string, got {type(value).__name__}")
-    shown = _shown(value)
+    shown = _Shown(value)
     if len(value.encode("utf-8", "surrogatepass")) > max_length:
         raise FSError(f"{what} `{shown}` is longer than {max_length} bytes")
     if "\\" in value:
@@ -412,7 +412,22 @@ def canonical_path(value: Any, *, max_length: int = 1024, what: str = "path") ->
     return "/".join(parts) or "."
 
 
-def _check_unicode(value: str, shown: str, what: str) -> None:
+class _Shown:
+    """The path as error messages show it, made only when a message needs it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return _shown(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def _check_unicode(value: str, shown: _Shown, what: str) -> None:
     for ch in value:
         if ch.isascii():
             if ord(ch) < 0x20 or ord(ch) == 0x7F:

@@ -74,6 +74,16 @@ def _join(base: str, name: str) -> str:
 
 def _lexical(path: str) -> str | None:
     """``path`` with ``.``, empty parts and ``..`` resolved as text (``None`` if it climbs out)."""
+    canonical = (
+        path
+        and "//" not in path
+        and "/." not in path
+        and not path.startswith(("/", "./", "../"))
+        and not path.endswith("/")
+        and path not in (".", "..")
+    )
+    if canonical:
+        return path  # the common case
     parts: list[str] = []
     for part in path.split("/"):
         if part in ("", "."):
