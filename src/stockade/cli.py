@@ -31,6 +31,7 @@ _PART_COMMANDS = (
     "stockade.tools.journal",
     "stockade.tools.http_proxy",
     "stockade.tools.sql_cli",
+    "stockade.tools.exec_cli",
     "stockade.scan.cli",
     "stockade.approvals.cli",
     "stockade.integrations.mcp_cli",
