@@ -28,7 +28,7 @@ def tree(root: Path) -> dict[str, Any]:
             if p.is_symlink():
                 out[rel] = ("link", os.readlink(p))
             elif p.is_dir():
-                out[rel] = "dir"
+                out[rel] = ("dir", oct(p.stat().st_mode & 0o7777))
             else:
                 out[rel] = (p.read_bytes(), oct(p.stat().st_mode & 0o7777))
     return out
@@ -66,6 +66,7 @@ OPS = [
 @pytest.mark.parametrize(("action", "args"), [o[1:] for o in OPS], ids=[o[0] for o in OPS])
 def test_each_change_is_undone_exactly(arena: Arena, guard: Guard, action: str, args: Any) -> None:
     os.chmod(arena.root / "notes" / "a.txt", 0o640)
+    os.chmod(arena.root / "notes" / "sub", 0o777)
     os.symlink("a.txt", arena.root / "notes" / "sub" / "link")  # a symlink inside a tree
     before = tree(arena.root)
     result = guard.call("fs", action, args, session="s")

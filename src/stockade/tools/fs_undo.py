@@ -188,8 +188,15 @@ class FSRestorer:
                     raise FSError(f"the journal holds no content for `{target}`")
                 self._put(dfd, name, self.journal.blob(entry.blob_digest), before)
             elif before.get("type") == "dir":
+                mode = int(before.get("mode", 0o755))
                 with contextlib.suppress(FileExistsError):
-                    os.mkdir(name, int(before.get("mode", 0o755)), dir_fd=dfd)
+                    os.mkdir(name, 0o700, dir_fd=dfd)
+                # The mode goes on through a descriptor (umask and symlinks cannot bend it).
+                fd = os.open(name, _DIR | os.O_NOFOLLOW, dir_fd=dfd)
+                try:
+                    os.fchmod(fd, mode)
+                finally:
+                    os.close(fd)
             elif before.get("type") == "symlink":
                 os.symlink(str(before["link"]), name, dir_fd=dfd)
         except OSError as exc:
