@@ -1,4 +1,4 @@
-"""Raw descriptor-relative path resolution. DANGER.
+"""DANGER: raw descriptor-relative path resolution (hazardous materials).
 
 This module opens paths relative to a root directory descriptor and nothing
 else: no policy, no built-in deny list, no size caps, no journal, no audit.
