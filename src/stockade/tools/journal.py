@@ -6,11 +6,15 @@ content as a content-addressed blob, and, once the change is done, what it
 left (``after``). ``undo`` walks the entries of a call or a session newest
 first and asks the tool's :class:`Restorer` to put each one back.
 
->>> journal = Journal(tmp_dir, blob_budget=10_000_000)            # doctest: +SKIP
->>> entry = journal.record(call_id="c1", session="s1", tool="fs", kind="write",
-...                        target="notes/a.md", before={"exists": False},
-...                        after={"exists": True, "type": "file", "digest": "..."})
->>> journal.undo(call_id="c1", restorers=fs_tool.restorers())     # doctest: +SKIP
+>>> import tempfile
+>>> journal = Journal(tempfile.mkdtemp(), blob_budget=10_000_000)
+>>> journal.record(call_id="c1", session="s1", tool="fs", kind="write",
+...                target="notes/a.md", before={"exists": False},
+...                after={"exists": True, "type": "file", "digest": "..."})
+1
+>>> [e.describe() for e in journal.entries(session="s1")]
+['#1 fs write notes/a.md (call c1)']
+>>> done = journal.undo(call_id="c1", restorers=fs_tool.restorers())  # doctest: +SKIP
 
 Storage: ``<path>/journal.db`` (SQLite) and ``<path>/blobs/ab/abcdef...``
 (SHA-256 named, verified on read); blobs up to 64 KiB are kept in the
