@@ -135,3 +135,71 @@ exec:
         with Guard.from_text(text) as guard:
             out = _run(guard, "curl", "-sS", "-m", "10", f"http://api.internal.test:{origin}/x")
     assert out["stdout"] == "origin-ok\n"
+
+
+@pytest.fixture
+def tls_origin(tmp_path: Path) -> Iterator[int]:
+    """An HTTPS origin with a self-signed certificate for api.internal.test."""
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "api.internal.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("api.internal.test")]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file = tmp_path / "cert.pem"
+    key_file = tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_file, key_file)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_goes_through_a_connect_tunnel(workspace: Path, tls_origin: int) -> None:
+    text = f"""
+version: 1
+http:
+  hosts: {{api.internal.test: 127.0.0.1}}
+  allow:
+    - {{id: tls, host: api.internal.test, scheme: https, port: {tls_origin},
+       addresses: [127.0.0.1], tunnel: true}}
+exec:
+  workspace: {workspace}
+  network: proxy
+  commands: [curl]
+"""
+    url = f"https://api.internal.test:{tls_origin}/secure"
+    with Guard.from_text(text) as guard:
+        ok = _run(guard, "curl", "-sSk", "-m", "10", url)
+        other = _run(guard, "curl", "-sSk", "-m", "10", f"https://evil.test:{tls_origin}/")
+    assert ok["stdout"] == "origin-ok\n"
+    assert other["exit_code"] != 0
+    assert "origin-ok" not in str(other["stdout"])
