@@ -92,9 +92,14 @@ async def test_identity_change_blocks_until_re_pinned(tmp_path: Path, workspace:
         text = result.content[0].text  # type: ignore[union-attr]
         assert "identity changed since it was pinned (version `1.0.0` → `2.0.0`)" in text
     # what `stockade mcp pin` runs (the command itself is tested below)
-    check, prints, findings = await pin_server(Guard.from_file(policy_file), v2)
-    assert check.identity == "version `1.0.0` → `2.0.0`"
-    assert len(prints) == 4 and findings == {}
+    review = await pin_server(Guard.from_file(policy_file), v2, write=False)
+    assert review.check.identity == "version `1.0.0` → `2.0.0`"
+    guard = Guard.from_file(policy_file)
+    async with MCPProxy(guard, v2) as proxy:  # a dry run approved nothing
+        assert (await proxy.call_tool("echo", {"text": "hi"})).is_error
+    review = await pin_server(Guard.from_file(policy_file), v2)
+    assert review.check.identity == "version `1.0.0` → `2.0.0`"
+    assert len(review.prints) == 4 and review.findings == {}
     guard = Guard.from_file(policy_file)
     async with MCPProxy(guard, v2) as proxy:
         result = await proxy.call_tool("echo", {"text": "hi"})
@@ -102,32 +107,47 @@ async def test_identity_change_blocks_until_re_pinned(tmp_path: Path, workspace:
 
 
 @pytest.mark.slow
-async def test_pin_cli_reports_poisoned_tools(tmp_path: Path, workspace: Path) -> None:
+async def test_pin_cli_reports_poisoned_tools_and_dry_run(tmp_path: Path, workspace: Path) -> None:
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(policy(tmp_path), encoding="utf-8")
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stockade.cli",
-            "mcp",
-            "pin",
-            "--policy",
-            str(policy_file),
-            "--",
-            sys.executable,
-            TEST_SERVER,
-            str(workspace),
-            "poison",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    guard = Guard.from_file(policy_file)
+    async with MCPProxy(guard, [sys.executable, TEST_SERVER, str(workspace)]):
+        pass  # pinned without the `add` tool
+
+    def pin(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "stockade.cli",
+                "mcp",
+                "pin",
+                *extra,
+                "--policy",
+                str(policy_file),
+                "--",
+                sys.executable,
+                TEST_SERVER,
+                str(workspace),
+                "poison",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    before = (tmp_path / "pins.json").read_text()
+    dry = pin("--dry-run")
+    assert dry.returncode == 1
+    assert "would approve `add`: the tool is new since the server was pinned" in dry.stdout
+    assert "description now: Adds two numbers.\\u200b<IMPORTANT>" in dry.stdout
+    assert (tmp_path / "pins.json").read_text() == before
+    out = pin()
     assert out.returncode == 1
-    assert "pinned 5 tools (first use)" in out.stdout
+    assert "approved `add`" in out.stdout and "pinned 5 tools" in out.stdout
     assert "still blocked `add`" in out.stderr
+    assert (tmp_path / "pins.json").read_text() != before
 
 
 def test_pin_store_compare(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -78,9 +79,12 @@ __all__ = [
     "MCPProxy",
     "MCPToolCapability",
     "PinCheck",
+    "PinReview",
     "PinStore",
     "ToolFingerprint",
     "builtin_description_scan",
+    "pin_server",
+    "printable",
     "scan_tool_description",
 ]
 
@@ -575,14 +579,43 @@ def _version() -> str:
     return __version__
 
 
-async def pin_server(
-    guard: Guard, command: Sequence[str], *, config: MCPConfig | None = None
-) -> tuple[PinCheck, list[ToolFingerprint], dict[str, list[Finding]]]:
-    """Connect to the server, compare its listing with the pins, and pin it anew.
+@dataclass(frozen=True)
+class PinReview:
+    """What ``stockade mcp pin`` shows: the comparison, the listing, the findings.
 
-    Returns the comparison (what is being approved), the fingerprints written
-    and the description findings (tools with findings stay blocked even when
-    pinned).
+    ``descriptions`` holds each tool's current description, for a human to read
+    before approving (print it with :func:`printable`).
+    """
+
+    check: PinCheck
+    prints: list[ToolFingerprint]
+    findings: dict[str, list[Finding]]
+    descriptions: dict[str, str]
+
+
+def printable(text: str) -> str:
+    """``text`` with invisible and control characters shown as ``\\u....`` escapes."""
+    import unicodedata
+
+    out = []
+    for ch in text:
+        if unicodedata.category(ch) in ("Cf", "Cc", "Co", "Cn") and ch not in "\n":
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+async def pin_server(
+    guard: Guard,
+    command: Sequence[str],
+    *,
+    config: MCPConfig | None = None,
+    write: bool = True,
+) -> PinReview:
+    """Connect to the server, compare its listing with the pins, and (``write``) pin it anew.
+
+    Tools whose descriptions have findings stay blocked even when pinned.
     """
     proxy = MCPProxy(guard, command, config=config, errlog=open(os.devnull, "w"))  # noqa: SIM115
     try:
@@ -601,8 +634,10 @@ async def pin_server(
                     )
                 )
             }
-            proxy.pins.record(proxy.key, proxy.identity, prints)
-            return check, prints, findings
+            if write:
+                proxy.pins.record(proxy.key, proxy.identity, prints)
+            descriptions = {t.name: t.description or "" for t in upstream}
+            return PinReview(check, prints, findings, descriptions)
         finally:
             await proxy.__aexit__(None, None, None)
     finally:

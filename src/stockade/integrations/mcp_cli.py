@@ -64,27 +64,33 @@ def _proxy(args: argparse.Namespace) -> int:
 def _pin(args: argparse.Namespace) -> int:
     import anyio
 
-    from stockade.integrations.mcp import pin_server
+    from stockade.integrations.mcp import pin_server, printable
 
     command = _command(args)
     guard = _guard(args)
     try:
-        check, prints, findings = anyio.run(lambda: pin_server(guard, command))
+        review = anyio.run(lambda: pin_server(guard, command, write=not args.dry_run))
     finally:
         guard.close()
+    check, prints, findings = review.check, review.prints, review.findings
+    verb = "would approve" if args.dry_run else "approved"
     if check.first_use:
-        print(f"pinned {len(prints)} tools (first use)")
+        print(f"{'would pin' if args.dry_run else 'pinned'} {len(prints)} tools (first use)")
     elif check.clean:
         print(f"nothing changed; {len(prints)} tools pinned")
     else:
         if check.identity:
-            print(f"approved server identity change: {check.identity}")
+            print(f"{verb} server identity change: {check.identity}")
         for name, what in sorted(check.changed.items()):
-            print(f"approved `{name}`: {what}")
-        print(f"pinned {len(prints)} tools")
+            print(f"{verb} `{name}`: {what}")
+            print(f"    description now: {printable(review.descriptions.get(name, ''))}")
+        if not args.dry_run:
+            print(f"pinned {len(prints)} tools")
     for name, found in sorted(findings.items()):
-        kinds = ", ".join(sorted({f.reason for f in found}))
+        kinds = ", ".join(sorted({f.kind for f in found}))
         print(f"still blocked `{name}`: its description has {kinds}", file=sys.stderr)
+    if args.dry_run:
+        return 0 if check.clean and not check.first_use and not findings else 1
     return 1 if findings else 0
 
 
@@ -135,6 +141,12 @@ def register(subparsers: Any) -> None:
         ),
     )
     pin.add_argument("--policy", required=True, metavar="FILE", help="policy YAML file")
+    pin.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show what changed (with the new descriptions) and write nothing; exit 1 when "
+        "something would change",
+    )
     pin.add_argument(
         "command", nargs=argparse.REMAINDER, metavar="-- COMMAND ARGS", help="the MCP server"
     )
