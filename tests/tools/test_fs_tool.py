@@ -556,3 +556,18 @@ def test_files_that_run_code_are_read_only_unless_unlocked(arena: Arena) -> None
     with make_guard(everything_policy(arena.root, extra=unlock)) as guard:
         guard.call("fs", "edit", args)
     assert "pull_request" in (arena.root / ".github" / "workflows" / "ci.yml").read_text()
+
+
+def test_shadow_mode_records_but_the_engine_still_refuses(arena: Arena) -> None:
+    text = everything_policy(arena.root).replace("version: 1\n", "version: 1\nmode: shadow\n")
+    os.symlink(str(arena.outside), arena.root / "notes" / "out")
+    with make_guard(text) as guard:
+        with pytest.raises(FSError, match="denied"):
+            guard.call("fs", "read", {"path": ".env"})
+        with pytest.raises(FSError, match="leaves the root or goes through a symlink"):
+            guard.call("fs", "read", {"path": "notes/out/secret.txt"})
+        with pytest.raises(Denied, match="climbs out"):
+            guard.call("fs", "read", {"path": "../outside/secret.txt"})
+        events = guard.audit.events  # type: ignore[attr-defined]
+        shadowed = [e.decision.shadow for e in events if e.decision and e.decision.shadow]
+        assert {s.rule for s in shadowed} >= {"fs:builtin-deny", "fs:symlink"}
