@@ -408,3 +408,24 @@ async def test_arguments_checked_against_the_input_schema(
         assert error and "`url`: required" in text
         text, error = await call_proxy(proxy, "read_file", {"path": "report.md"})
         assert not error
+
+
+async def test_a_name_clash_with_a_stockade_tool_is_blocked(
+    scenario: dict[str, Any], workspace: Path, tmp_path: Path
+) -> None:
+    guard = guard_for(scenario_policy(scenario, tmp_path / "pins.json"))
+    ran: list[str] = []
+
+    @guard.tool("echo")
+    def local_echo(text: str) -> str:
+        ran.append(text)
+        return text
+
+    async with MCPProxy(guard, [sys.executable, TEST_SERVER, str(workspace)]) as proxy:
+        tools = {t.name: t for t in await proxy.list_tools()}
+        assert "another stockade tool" in str(tools["echo"].description)
+        text, error = await call_proxy(proxy, "echo", {"text": "hi"})
+        assert error and "set mcp.tool_prefix" in text
+        text, error = await call_proxy(proxy, "read_file", {"path": "report.md"})
+        assert not error
+    assert ran == []

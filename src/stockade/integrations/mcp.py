@@ -123,6 +123,7 @@ class MCPToolCapability(Capability):
         self.name = name
         self.external = external
         self.blocked: Decision | None = None
+        self.clash = False
         self.description = ""
         self.input_schema: dict[str, Any] = {"type": "object"}
         self.schema_check: SchemaCheck | None = None
@@ -337,7 +338,10 @@ class MCPProxy:
         if cap is None:
             cap = MCPToolCapability(self, upstream, name, external=upstream in self.config.external)
             if _RULE_NAME.match(name):
-                self.guard.register(cap)
+                try:
+                    self.guard.register(cap)
+                except ConfigurationError:
+                    cap.clash = True  # another tool has this name: never forward to it
             self._caps[name] = cap
         return cap
 
@@ -345,6 +349,11 @@ class MCPProxy:
         name = self.config.tool_prefix + tool.name
         if not _RULE_NAME.match(name):
             return Decision.deny("mcp:name", f"tool name `{name[:80]}` cannot be named in a policy")
+        if self._caps[name].clash:
+            return Decision.deny(
+                "mcp:name",
+                f"tool `{name}` has the name of another stockade tool; set mcp.tool_prefix",
+            )
         if check.identity:
             return Decision.deny(
                 "mcp:pin",
@@ -413,6 +422,9 @@ class MCPProxy:
         cap = self._caps.get(name)
         if cap is None or not _RULE_NAME.match(name):
             return _error(f"call refused by stockade: no tool named `{name[:80]}`")
+        if cap.clash:  # the guard's tool of that name is another one: never run it from here
+            reason = cap.blocked.reason if cap.blocked else "name clash"
+            return _error(f"call refused by stockade: {reason}")
         try:
             result = await self.guard.acall(
                 cap.name, "call", dict(arguments or {}), session=self.session
