@@ -76,6 +76,7 @@ def test_relative_workspace_is_relative_to_the_policy(tmp_path: Path) -> None:
         ("{workspace: /tmp, proxy: '127.0.0.1:3128'}", "only used with `network: proxy`"),
         ("{workspace: /tmp, env: {1BAD: x}}", "invalid environment variable"),
         ("{workspace: /tmp, env: {'é': x}}", "invalid environment variable"),
+        ("{workspace: /tmp, pass_env: ['A-B']}", "invalid environment variable"),
         ("{workspace: /tmp, network: proxy, proxy: 'nope'}", "as `host:port`"),
     ],
 )

@@ -306,3 +306,13 @@ def test_stdin_larger_than_a_pipe_buffer(sandbox: Sandbox) -> None:
 def test_stdin_not_read_by_the_command(sandbox: Sandbox) -> None:
     result = sandbox.run(["/bin/true"], stdin=b"y" * (1 << 20))
     assert result.ok
+
+
+def test_pass_env_is_an_allow_list(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Europe/Zurich")
+    monkeypatch.setenv("STOCKADE_TEST_SECRET", "s3cr3t-pass-env")
+    sb = Sandbox(SandboxConfig(workspace=workspace, pass_env=("TZ", "NOT_SET_ANYWHERE")))
+    out = sb.run(["/usr/bin/env"]).stdout.decode()
+    assert "TZ=Europe/Zurich" in out
+    assert "s3cr3t" not in out
+    assert "NOT_SET_ANYWHERE" not in out

@@ -11,6 +11,7 @@ mode, the resource limits and the commands an agent may run::
       limits: {timeout: 30s, cpu: 10s, memory: 1GiB, processes: 64,
                file_size: 64MiB, open_files: 256, output: 1MiB, tmp_size: 64MiB}
       env: {LANG: C.UTF-8}
+      pass_env: [TZ]                 # copied from stockade's environment when set
       commands:
         - {program: ls}                                  # any arguments
         - {program: git, line: {regex: "status( --short)?|log -n [0-9]+"}}
@@ -85,6 +86,7 @@ _SECTION_KEYS = (
     "shell",
     "limits",
     "env",
+    "pass_env",
     "system_paths",
     "commands",
 )
@@ -182,6 +184,12 @@ def parse_section(node: Node, ctx: Any) -> ExecConfig:
             if not _ENV_NAME.match(key):
                 m["env"].fail(f"invalid environment variable name `{key}`", key=key)
             env[key] = value.string(nonempty=False)
+    pass_env: tuple[str, ...] = ()
+    if "pass_env" in m:
+        pass_env = tuple(m["pass_env"].strings())
+        for key in pass_env:
+            if not _ENV_NAME.match(key):
+                m["pass_env"].fail(f"invalid environment variable name `{key}`")
     system_paths = (
         tuple(m["system_paths"].strings()) if "system_paths" in m else DEFAULT_SYSTEM_PATHS
     )
@@ -195,6 +203,7 @@ def parse_section(node: Node, ctx: Any) -> ExecConfig:
         limits=limits,
         system_paths=system_paths,
         env=env,
+        pass_env=pass_env,
     )
     commands: list[CommandRule] = []
     seen: set[str] = set()

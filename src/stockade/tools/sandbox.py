@@ -192,8 +192,9 @@ class SandboxConfig:
     ``network`` is ``none`` or ``proxy`` (only stockade's forward proxy at
     ``proxy_address`` is reachable, through a relay: see :class:`ProxyBridge`);
     ``env`` holds the variables the command gets on top of a fixed base
-    (``PATH``, ``HOME``, ``LANG``, ``TMPDIR``): the parent's environment is
-    never passed.
+    (``PATH``, ``HOME``, ``LANG``, ``TMPDIR``, ``USER``); ``pass_env`` names
+    variables copied from the parent's environment when set (an allow-list:
+    nothing else of the parent's environment is ever passed).
     """
 
     workspace: Path
@@ -204,6 +205,7 @@ class SandboxConfig:
     system_paths: tuple[str, ...] = DEFAULT_SYSTEM_PATHS
     etc_files: tuple[str, ...] = DEFAULT_ETC
     env: Mapping[str, str] = field(default_factory=dict)
+    pass_env: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -898,10 +900,14 @@ class Sandbox:
             url = f"http://127.0.0.1:{RELAY_PORT}"
             for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
                 env[name] = url
+        for key in self.config.pass_env:
+            if key in os.environ:
+                env[key] = os.environ[key]
         for key, value in self.config.env.items():
+            env[key] = value
+        for key in env:
             if not _ENV_NAME.match(key):
                 raise ExecError(f"invalid environment variable name `{key}`")
-            env[key] = value
         return env
 
     def _resolve_cwd(self, cwd: str) -> tuple[str, str]:
