@@ -276,3 +276,18 @@ def test_explain_names_the_command_rule(workspace: Path) -> None:
         "exec", "run", {"program": resolve_program("ls"), "argv": [], "cwd": "."}, session="s"
     )
     assert policy.decide(call).rule == "exec:ls"
+
+
+def test_async_call_runs_in_a_thread(workspace: Path) -> None:
+    import asyncio
+
+    guard, _ = _guard(workspace)
+
+    async def both() -> list[str]:
+        results = await asyncio.gather(
+            guard.acall("exec", "run", {"argv": ["echo", "one"]}),
+            guard.acall("exec", "run", {"argv": ["echo", "two"]}),
+        )
+        return [r.value["stdout"] for r in results]
+
+    assert asyncio.run(both()) == ["one\n", "two\n"]
