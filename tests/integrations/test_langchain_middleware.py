@@ -370,3 +370,27 @@ def test_outside_an_agent_run_the_interrupt_approver_refuses() -> None:
     StockadeMiddleware(guard)
     with pytest.raises(Denied, match="refused by langgraph-interrupt"):
         pay(5)
+
+
+def test_a_langchain_tool_named_like_a_guard_tool_is_refused() -> None:
+    guard = Guard.from_text("version: 1\nrules:\n  - {id: s, tool: search, effect: allow}\n")
+    ran: list[str] = []
+
+    @guard.tool("search")
+    def guard_search(query: str) -> str:
+        ran.append("guard")
+        return "guard result"
+
+    @tool
+    def search(query: str) -> str:
+        """Search."""
+        ran.append("langchain")
+        return "lc result"
+
+    model = ScriptedModel(messages=script([("search", {"query": "x"})], "ok"))
+    agent = create_agent(
+        model, tools=[search], middleware=[StockadeMiddleware(guard)], checkpointer=InMemorySaver()
+    )
+    (msg,) = tool_messages(run_agent(agent, "search", thread="clash"))
+    assert msg.status == "error" and "another stockade tool" in str(msg.content)
+    assert ran == []

@@ -364,8 +364,14 @@ class StockadeMiddleware(AgentMiddleware):
             return str(meta["stockade_tool"]), str(meta.get("stockade_action", "call"))
         name = str(request.tool_call["name"])
         with self._lock:  # parallel calls of a new tool register it once
-            if self.guard.capability(name) is None:
+            existing = self.guard.capability(name)
+            if existing is None:
                 self.guard.register(LangChainToolCapability(request.tool, name))
+            elif not isinstance(existing, LangChainToolCapability):
+                # Running the guard's tool instead of the agent's would surprise; refuse.
+                raise ConfigurationError(
+                    f"tool `{name}` has the name of another stockade tool; rename one of them"
+                )
         return name, "call"
 
     def _message(self, request: ToolCallRequest, content: str, **kw: Any) -> ToolMessage:
