@@ -30,7 +30,7 @@ WRITE_TABLES = """\
 """
 
 
-def _text(env: SQLEnv, url: str, journal: Path) -> str:
+def _text(env: SQLEnv, url: str, journal: Path, tables: str = WRITE_TABLES) -> str:
     return (
         "version: 1\n"
         "sql:\n"
@@ -41,17 +41,17 @@ def _text(env: SQLEnv, url: str, journal: Path) -> str:
         "      mode: read-write\n"
         "      max_affected: 3\n"
         "      timeout: 2s\n"
-        f"{WRITE_TABLES}"
+        f"{tables}"
     )
 
 
-def _write_url(env: SQLEnv, journal: Path) -> str:
+def _write_url(env: SQLEnv, journal: Path, tables: str = WRITE_TABLES) -> str:
     """An account that may change `orders` (and only that), made with grant-readonly."""
     if env.kind == "sqlite":
         return env.url
     suffix = secrets.token_hex(3)
     name, password = f"stockade_w_{suffix}", secrets.token_hex(8)
-    section = Policy.from_text(_text(env, env.url, journal)).section("sql")
+    section = Policy.from_text(_text(env, env.url, journal, tables)).section("sql")
     assert isinstance(section, SQLConfig)
     statements = grant_statements(
         section.databases["shop"],
@@ -117,11 +117,11 @@ ENGINES = [
 class Writer:
     """A guard in write mode on one engine, with helpers to read as the admin."""
 
-    def __init__(self, env: SQLEnv, tmp: Path) -> None:
+    def __init__(self, env: SQLEnv, tmp: Path, tables: str = WRITE_TABLES) -> None:
         self.env = env
         self.journal_dir = tmp / "journal"
-        self.url = _write_url(env, self.journal_dir)
-        self.policy_text = _text(env, self.url, self.journal_dir)
+        self.url = _write_url(env, self.journal_dir, tables)
+        self.policy_text = _text(env, self.url, self.journal_dir, tables)
         self.guard = Guard(
             Policy.from_text(self.policy_text),
             audit=MemoryAuditSink(),
@@ -319,3 +319,69 @@ def test_query_on_a_writable_sqlite_database_cannot_write(
         assert writer.order(1) is not None
     finally:
         writer.close()
+
+
+def test_values_of_every_type_survive_the_journal() -> None:
+    import datetime
+    import decimal
+    import uuid
+
+    from stockade.tools.sql_write import decode_value, encode_value
+
+    for value in (
+        None,
+        True,
+        3,
+        2.5,
+        "text",
+        b"\x00\xff",
+        decimal.Decimal("12.340"),
+        datetime.datetime(2026, 11, 26, 10, 0, tzinfo=datetime.timezone.utc),
+        datetime.date(2026, 11, 26),
+        datetime.time(10, 30),
+        datetime.timedelta(seconds=90),
+        uuid.UUID(int=7),
+        [1, "a", None],
+    ):
+        assert decode_value(encode_value(value)) == value
+    assert decode_value(encode_value({"b": 1})) == '{"b": 1}'
+    assert decode_value({"$unknown": 1}) == {"$unknown": 1}
+
+
+@pytest.mark.postgres
+def test_postgres_typed_rows_are_restored_exactly(pg_env: SQLEnv, tmp_path: Path) -> None:
+    import datetime
+    import decimal
+
+    import psycopg
+
+    with psycopg.connect(pg_env.admin_url, autocommit=True) as admin:
+        admin.execute(
+            "CREATE TABLE ledger (id integer PRIMARY KEY, amount numeric(10, 3), "
+            "at timestamptz, data bytea, tags text[])"
+        )
+        admin.execute(
+            "INSERT INTO ledger VALUES (1, 12.345, '2026-11-26 10:00+00', '\\x00ff', "
+            "'{a,b}'), (2, 0.5, NULL, NULL, NULL)"
+        )
+    tables = "      tables:\n        ledger: {write: [update, delete]}\n"
+    writer = Writer(pg_env, tmp_path, tables)
+
+    def rows() -> list[Any]:
+        with psycopg.connect(pg_env.admin_url) as conn:
+            return conn.execute("SELECT * FROM ledger ORDER BY id").fetchall()
+
+    try:
+        original = rows()
+        assert original[0][1] == decimal.Decimal("12.345")
+        assert isinstance(original[0][2], datetime.datetime)
+        updated = writer.execute("UPDATE ledger SET amount = 1, data = NULL WHERE id = 1")
+        deleted = writer.execute("DELETE FROM ledger WHERE id = 2")
+        assert len(rows()) == 1
+        writer.undo(deleted.call.call_id)
+        writer.undo(updated.call.call_id)
+        assert rows() == original
+    finally:
+        writer.close()
+        with psycopg.connect(pg_env.admin_url, autocommit=True) as admin:
+            admin.execute("DROP TABLE ledger")

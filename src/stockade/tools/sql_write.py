@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import datetime
 import decimal
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,11 @@ def encode_value(value: Any) -> Any:
         return {"$seconds": value.total_seconds()}
     if isinstance(value, uuid.UUID):
         return {"$uuid": str(value)}
+    if isinstance(value, (list, tuple)):
+        return {"$array": [encode_value(v) for v in value]}
+    if isinstance(value, dict):
+        # a JSON document: restored as its text, which the database casts back
+        return {"$json": json.dumps(value, sort_keys=True, default=str)}
     return {"$text": str(value)}
 
 
@@ -75,6 +81,8 @@ def decode_value(value: Any) -> Any:
         "$time": datetime.time.fromisoformat,
         "$seconds": lambda d: datetime.timedelta(seconds=d),
         "$uuid": uuid.UUID,
+        "$array": lambda d: [decode_value(v) for v in d],
+        "$json": str,
         "$text": str,
     }
     decode = decoders.get(tag)
