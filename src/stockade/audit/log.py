@@ -93,7 +93,7 @@ class AuditLog:
         """Store one event durably and return its sequence number; raise :class:`AuditError`."""
         if self._closed:
             raise AuditError("the audit log is closed")
-        data, _ = encode_event(event, self.origin, self._hmac)
+        data = encode_event(event, self.origin, self._hmac)
         item = _Pending(data, leaf_hash(data))
         with self._queue_lock:
             self._queue.append(item)
@@ -141,21 +141,23 @@ class AuditLog:
         cached = self._head
         every = self.checkpoint_every
         if cached is not None and (cached.size + len(batch)) // every == cached.size // every:
-            head = cached.copy()
-            rows = self._rows(head, batch)
+            # the cached head is moved in place: whatever happens next, it is
+            # either the new head or dropped
+            self._head = None
+            start = cached.size
+            rows = self._rows(cached, batch)
             try:
-                done = self.store.append_fast(cached.size, head, rows)
+                done = self.store.append_fast(start, cached, rows)
             except BaseException as exc:
-                self._head = None
                 for item in batch:
                     item.error = exc
                 if not isinstance(exc, Exception):
                     raise
                 return None
             if done:
-                self._head = head
+                self._head = cached
                 for i, item in enumerate(batch):
-                    item.seq = cached.size + i
+                    item.seq = start + i
                 return None
         signed: Checkpoint | None = None
         try:
@@ -174,7 +176,7 @@ class AuditLog:
             if not isinstance(exc, Exception):
                 raise
             return None
-        self._head = head.copy()
+        self._head = head
         for i, item in enumerate(batch):
             item.seq = start + i
         return signed

@@ -29,7 +29,6 @@ from stockade.model import AuditEvent
 __all__ = [
     "RECORD_VERSION",
     "ArgsHMAC",
-    "RecordIndex",
     "StoredRecord",
     "canonical_json",
     "encode_event",
@@ -144,38 +143,8 @@ class ArgsHMAC:
         return "ArgsHMAC(<key hidden>)"
 
 
-@dataclass(frozen=True, slots=True)
-class RecordIndex:
-    """The columns a store keeps next to a record so queries need no JSON parsing.
-
-    They are a copy for searching; the record bytes are the truth, and
-    ``verify`` checks that the two agree.
-    """
-
-    time: float
-    kind: str
-    session: str
-    tool: str
-    action: str
-    decision: str
-    rule: str
-
-    @classmethod
-    def of(cls, data: Mapping[str, Any]) -> RecordIndex:
-        """The index columns of a parsed record."""
-        return cls(
-            time=float(data.get("time", 0.0)),
-            kind=str(data.get("kind", "")),
-            session=str(data.get("session", "")),
-            tool=str(data.get("tool", "")),
-            action=str(data.get("action", "")),
-            decision=str(data.get("decision", "")),
-            rule=str(data.get("rule", "")),
-        )
-
-
-def encode_event(event: AuditEvent, origin: str, hasher: ArgsHMAC) -> tuple[bytes, RecordIndex]:
-    """The canonical record bytes of an event, and its index columns.
+def encode_event(event: AuditEvent, origin: str, hasher: ArgsHMAC) -> bytes:
+    """The canonical record bytes of an event.
 
     ``event.raw_args`` go only into the HMAC; they are cleared afterwards so
     nothing downstream can write them by mistake.
@@ -213,16 +182,7 @@ def encode_event(event: AuditEvent, origin: str, hasher: ArgsHMAC) -> tuple[byte
     if event.extra:
         record["extra"] = event.extra
     event.raw_args = {}
-    index = RecordIndex(
-        time=record["time"],
-        kind=event.kind,
-        session=event.session,
-        tool=event.tool,
-        action=event.action,
-        decision=record["decision"],
-        rule=record["rule"],
-    )
-    return canonical_json(record), index
+    return canonical_json(record)
 
 
 @dataclass(frozen=True, slots=True)
