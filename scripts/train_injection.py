@@ -60,7 +60,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from stockade.scan.classifier import features, read_model, write_model  # noqa: E402
 
 SEED = 20260101
-BITS = 18
+BITS = 20
+CHAR_NS = (3, 4, 5)
 CHUNK = 600
 OVERLAP = 150
 
@@ -410,7 +411,7 @@ def matrix(texts: list[str]) -> object:
     indices: list[int] = []
     data: list[float] = []
     for t in texts:
-        idx = sorted(features(t, BITS))
+        idx = sorted(features(t, BITS, CHAR_NS))
         indices += idx
         v = 1.0 / (len(idx) ** 0.5) if idx else 0.0
         data += [v] * len(idx)
@@ -479,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write(path: Path, q: object, scale: float, bias: float, c: float, n: int, alpha: float) -> str:
-    version = f"hashed-ngrams-lr-{BITS}b-C{c:g}-chunk{CHUNK}-seed{SEED}"
+    grams = "".join(str(n) for n in CHAR_NS)
+    version = f"hashed-ngrams-w12-c{grams}-lr-{BITS}b-C{c:g}-chunk{CHUNK}-seed{SEED}"
     write_model(
         path,
         q.tobytes(),  # type: ignore[attr-defined]
@@ -488,7 +490,13 @@ def _write(path: Path, q: object, scale: float, bias: float, c: float, n: int, a
         bias=bias,
         threshold=0.5,
         version=version,
-        extra={"chunk": CHUNK, "overlap": OVERLAP, "length_penalty": alpha, "trained_rows": n},
+        extra={
+            "chunk": CHUNK,
+            "overlap": OVERLAP,
+            "length_penalty": alpha,
+            "char_ns": list(CHAR_NS),
+            "trained_rows": n,
+        },
     )
     return version
 

@@ -56,3 +56,10 @@ def test_normalize_maps_offsets_around_removed_characters() -> None:
 
 def test_fullwidth_letters_fold_to_ascii() -> None:
     assert normalize("\uff49\uff47\uff4e\uff4f\uff52\uff45").text == "ignore"
+
+
+def test_homoglyphs_split_by_invisible_characters_still_fold() -> None:
+    text = "p\u200b\u0430ypal ignore"
+    view = normalize(text)
+    assert view.text == "paypal ignore"
+    assert view.span(7, 13) == (8, 14)

@@ -42,8 +42,12 @@ _CHUNK = 1500
 _OVERLAP = 300
 
 
-def features(text: str, bits: int) -> set[int]:
-    """The hashed feature indices of ``text`` (shared by training and inference)."""
+def features(text: str, bits: int, char_ns: tuple[int, ...] = (4,)) -> set[int]:
+    """The hashed feature indices of ``text`` (shared by training and inference).
+
+    Word 1- and 2-grams, and character ``n``-grams for each ``n`` in ``char_ns``
+    over the words joined by single spaces.
+    """
     mask = (1 << bits) - 1
     crc = zlib.crc32
     low = strip_invisible(text).lower()
@@ -54,7 +58,9 @@ def features(text: str, bits: int) -> set[int]:
     )
     joined = " " + " ".join(words) + " "
     data = joined.encode("utf-8", "surrogatepass")
-    out.update(crc(data[i : i + 4], 0xC4A5) & mask for i in range(len(data) - 3))
+    for n in char_ns:
+        seed = 0xC4A5 if n == 4 else 0xC000 + n
+        out.update(crc(data[i : i + n], seed) & mask for i in range(len(data) - n + 1))
     return out
 
 
@@ -83,6 +89,7 @@ class _Header:
     chunk: int = _CHUNK
     overlap: int = _OVERLAP
     length_penalty: float = 0.0
+    char_ns: tuple[int, ...] = (4,)
 
 
 class InjectionModel:
@@ -105,7 +112,7 @@ class InjectionModel:
         return self._h.version
 
     def _logit(self, text: str) -> float:
-        idx = features(text, self._h.bits)
+        idx = features(text, self._h.bits, self._h.char_ns)
         if not idx:
             return self._h.bias
         w = self._w
@@ -173,6 +180,7 @@ def _parse(blob: bytes) -> InjectionModel:
             int(meta.get("chunk", _CHUNK)),
             int(meta.get("overlap", _OVERLAP)),
             float(meta.get("length_penalty", 0.0)),
+            tuple(int(n) for n in meta.get("char_ns", (4,))),
         )
         if not 0 <= header.overlap < header.chunk:
             raise ValueError("bad chunking")

@@ -24,9 +24,11 @@ characters removed, confusables folded) with a map back to the original offsets.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
+from typing import Any
 
-from stockade.scan._base import Hit, compile_re2
+from stockade.scan._base import Encoded, Hit, compile_re2, compile_set
 
 __all__ = [
     "Normalized",
@@ -45,11 +47,28 @@ _BIDI_MARK = r"\x{200E}\x{200F}\x{061C}"
 _VARIATION = r"\x{E0100}-\x{E01EF}\x{FE00}-\x{FE0D}"
 _FULLWIDTH = r"\x{FF01}-\x{FF5E}"
 
-_ANY_SUSPECT = compile_re2(
-    f"[{_TAGS}{_ZERO_WIDTH}{_BIDI_OVERRIDE}{_BIDI_MARK}{_VARIATION}{_FULLWIDTH}]"
-    r"|\p{Latin}[\p{Latin}\p{Cyrillic}\p{Greek}]*[\p{Cyrillic}\p{Greek}]"
-    r"|[\p{Cyrillic}\p{Greek}][\p{Latin}\p{Cyrillic}\p{Greek}]*\p{Latin}"
+#: one RE2 pass says which kinds of odd characters a text has at all; indexes below
+_PRESENT = compile_set(
+    [
+        f"[{_TAGS}]",
+        f"[{_ZERO_WIDTH}]",
+        f"[{_BIDI_OVERRIDE}]",
+        f"[{_VARIATION}]",
+        f"[{_BIDI_MARK}]",
+        f"[{_FULLWIDTH}]",
+        r"[\p{Cyrillic}\p{Greek}]",
+    ]
 )
+_P_RUN = {"tag-characters": 0, "zero-width": 1, "bidi-override": 2, "variation-selectors": 3}
+_P_INVISIBLE = {0, 1, 2, 3, 4}
+_P_FULLWIDTH = 5
+_P_SCRIPTS = 6
+
+
+def _present(enc: Encoded) -> set[int]:
+    return set(_PRESENT.Match(enc.data) or ())
+
+
 _RUNS = {
     "tag-characters": (compile_re2(f"[{_TAGS}]+"), 0.9),
     "zero-width": (compile_re2(f"[{_ZERO_WIDTH}]+"), 0.6),
@@ -63,26 +82,7 @@ _MIXED = compile_re2(
 )
 _INVISIBLE_CHARS = compile_re2(f"[{_TAGS}{_ZERO_WIDTH}{_BIDI_OVERRIDE}{_BIDI_MARK}{_VARIATION}]")
 _FULLWIDTH_RUN = compile_re2(f"[{_FULLWIDTH}]+")
-_INVISIBLE_SET = frozenset(
-    chr(cp)
-    for lo, hi in (
-        (0xE0000, 0xE007F),
-        (0x200B, 0x200F),
-        (0x2060, 0x2064),
-        (0xFEFF, 0xFEFF),
-        (0x180E, 0x180E),
-        (0x034F, 0x034F),
-        (0x115F, 0x1160),
-        (0x3164, 0x3164),
-        (0xFFA0, 0xFFA0),
-        (0x202A, 0x202E),
-        (0x2066, 0x2069),
-        (0x061C, 0x061C),
-        (0xE0100, 0xE01EF),
-        (0xFE00, 0xFE0D),
-    )
-    for cp in range(lo, hi + 1)
-)
+_INVISIBLE_RUN = compile_re2(f"[{_TAGS}{_ZERO_WIDTH}{_BIDI_OVERRIDE}{_BIDI_MARK}{_VARIATION}]+")
 
 #: Cyrillic and Greek letters that look like Latin ones (folded only inside
 #: words that mix scripts, so Russian or Greek prose stays as it is).
@@ -122,18 +122,32 @@ def _decode_bits(run: str) -> str:
     return best
 
 
-def decode_hidden(text: str) -> list[tuple[int, int, str]]:
+def _runs(rx: Any, enc: Encoded) -> list[tuple[int, int, str]]:
+    """Matches on the encoded text as (character start, character end, text)."""
+    out = []
+    for m in rx.finditer(enc.data):
+        s, e = enc.span(m)
+        out.append((s, e, enc.group(m)))
+    return out
+
+
+def decode_hidden(text: str, enc: Encoded | None = None) -> list[tuple[int, int, str]]:
     """Payloads hidden in invisible characters: ``(start, end, decoded text)``.
 
     Tag characters decode to ASCII, variation selectors to bytes, runs of
     zero-width characters to bits.
     """
-    if text.isascii() or _INVISIBLE_CHARS.search(text) is None:
+    if text.isascii():
+        return []
+    enc = enc or Encoded(text)
+    present = _present(enc)
+    if not present & _P_INVISIBLE:
         return []
     out: list[tuple[int, int, str]] = []
     for kind, (rx, _) in _RUNS.items():
-        for m in rx.finditer(text):
-            run = m.group(0)
+        if _P_RUN[kind] not in present:
+            continue
+        for s, e, run in _runs(rx, enc):
             if kind == "tag-characters":
                 decoded = _decode_tags(run)
             elif kind == "variation-selectors":
@@ -143,20 +157,25 @@ def decode_hidden(text: str) -> list[tuple[int, int, str]]:
             else:
                 decoded = ""
             if decoded.strip():
-                out.append((m.start(), m.end(), decoded))
+                out.append((s, e, decoded))
     return out
 
 
 def scan_hygiene(text: str) -> list[Hit]:
     """Report invisible characters, bidi overrides and mixed-script words."""
-    if text.isascii() or _ANY_SUSPECT.search(text) is None:
+    if text.isascii():
+        return []
+    enc = Encoded(text)
+    present = _present(enc)
+    if not present:
         return []
     hits: list[Hit] = []
     for kind, (rx, score) in _RUNS.items():
-        for m in rx.finditer(text):
-            n = m.end() - m.start()
-            hits.append(Hit("hygiene", kind, m.start(), m.end(), score, f"{n} {kind} char(s)"))
-    hidden = {(s, e) for s, e, _ in decode_hidden(text)}
+        if _P_RUN[kind] not in present:
+            continue
+        for s, e, _ in _runs(rx, enc):
+            hits.append(Hit("hygiene", kind, s, e, score, f"{e - s} {kind} char(s)"))
+    hidden = {(s, e) for s, e, _ in decode_hidden(text, enc)} if present & _P_INVISIBLE else set()
     if hidden:
         hits = [
             Hit("hygiene", h.kind, h.start, h.end, 1.0, h.reason + " encoding hidden text")
@@ -164,67 +183,110 @@ def scan_hygiene(text: str) -> list[Hit]:
             else h
             for h in hits
         ]
-    for m in _MIXED.finditer(text):
-        hits.append(
-            Hit(
-                "hygiene", "homoglyph", m.start(), m.end(), 0.6, "word mixes Latin with look-alikes"
-            )
-        )
-    for m in _FULLWIDTH_RUN.finditer(text):
-        if m.end() - m.start() >= 3:
-            hits.append(Hit("hygiene", "fullwidth", m.start(), m.end(), 0.4, "fullwidth letters"))
+    for s, e, _ in _runs(_MIXED, enc) if _P_SCRIPTS in present else ():
+        hits.append(Hit("hygiene", "homoglyph", s, e, 0.6, "word mixes Latin with look-alikes"))
+    for s, e, _ in _runs(_FULLWIDTH_RUN, enc) if _P_FULLWIDTH in present else ():
+        if e - s >= 3:
+            hits.append(Hit("hygiene", "fullwidth", s, e, 0.4, "fullwidth letters"))
     hits.sort(key=lambda h: (h.start, h.end))
     return hits
 
 
 def strip_invisible(text: str) -> str:
     """``text`` without invisible characters and bidi controls (nothing else changes)."""
-    if text.isascii() or _INVISIBLE_CHARS.search(text) is None:
+    if text.isascii():
         return text
-    return _INVISIBLE_CHARS.sub("", text)  # type: ignore[no-any-return]
+    data = text.encode("utf-8", "surrogatepass")
+    if _INVISIBLE_CHARS.search(data) is None:
+        return text
+    out: bytes = _INVISIBLE_CHARS.sub(b"", data)
+    return out.decode("utf-8", "surrogatepass")
 
 
 @dataclass(frozen=True)
 class Normalized:
     """A scanner's view of a text and the way back to the original offsets.
 
-    ``origin[i]`` is the offset in the original of ``text[i]``; it is ``None``
+    ``origin`` lists breakpoints ``(offset in text, offset in the original)``:
+    between two breakpoints characters correspond one to one. It is ``None``
     when nothing changed (then offsets are the same).
     """
 
     text: str
-    origin: list[int] | None = None
+    origin: list[tuple[int, int]] | None = None
+
+    def _map(self, i: int) -> int:
+        assert self.origin is not None
+        k = bisect.bisect_right(self.origin, (i, 1 << 62)) - 1
+        norm, orig = self.origin[max(k, 0)]
+        return orig + (i - norm)
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The original span of ``text[start:end]``."""
         if self.origin is None:
             return start, end
-        if not self.origin:
+        if not self.text:
             return 0, 0
-        s = self.origin[min(start, len(self.origin) - 1)]
-        e = self.origin[min(max(end - 1, start), len(self.origin) - 1)] + 1
+        last = len(self.text) - 1
+        s = self._map(min(start, last))
+        e = self._map(min(max(end - 1, start), last)) + 1
         return s, e
 
 
+def _fold_needed(enc: Encoded, present: set[int]) -> bool:
+    """Whether fullwidth letters or a word mixing scripts are there to fold."""
+    if _P_FULLWIDTH in present:
+        return True
+    return _P_SCRIPTS in present and _MIXED.search(enc.data) is not None
+
+
+_FULLWIDTH_TABLE = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}
+
+
 def normalize(text: str) -> Normalized:
-    """Remove invisible characters, fold fullwidth forms and homoglyphs in mixed words."""
-    if text.isascii() or _ANY_SUSPECT.search(text) is None:
+    """Remove invisible characters, fold fullwidth forms and homoglyphs in mixed words.
+
+    Works run by run (RE2 finds the runs), so a large text with one odd
+    character costs about as much as one without.
+    """
+    if text.isascii():
         return Normalized(text)
-    chars: list[str] = []
-    origin: list[int] = []
-    mixed = [(m.start(), m.end()) for m in _MIXED.finditer(text)]
-    mi = 0
-    for i, c in enumerate(text):
-        if c in _INVISIBLE_SET:
-            continue
-        cp = ord(c)
-        if 0xFF01 <= cp <= 0xFF5E:
-            c = chr(cp - 0xFEE0)
+    enc = Encoded(text)
+    present = _present(enc)
+    if not present - {_P_FULLWIDTH, _P_SCRIPTS} and not _fold_needed(enc, present):
+        return Normalized(text)
+    # 1. removals: each removed run starts a new breakpoint
+    origin = [(0, 0)]
+    stripped = text
+    if present & _P_INVISIBLE:
+        parts, pos, kept = [], 0, 0
+        for s, e, _ in _runs(_INVISIBLE_RUN, enc):
+            parts.append(text[pos:s])
+            kept += s - pos
+            pos = e
+            origin.append((kept, pos))
+        parts.append(text[pos:])
+        stripped = "".join(parts)
+    # 2. length-preserving folds on what is left (so "p<ZWSP>аypal" is one word):
+    # fullwidth letters anywhere, look-alikes only inside words that mix scripts
+    senc = enc if stripped is text else Encoded(stripped)
+    spans: list[tuple[int, int, bool]] = []
+    if _P_FULLWIDTH in present:
+        spans += [(s, e, False) for s, e, _ in _runs(_FULLWIDTH_RUN, senc)]
+    if _P_SCRIPTS in present:
+        spans += [(s, e, True) for s, e, _ in _runs(_MIXED, senc)]
+    spans.sort()
+    merged: list[list[int]] = []  # [start, end, mixed]
+    for s, e, mixed in spans:
+        if merged and s < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+            merged[-1][2] |= mixed
         else:
-            while mi < len(mixed) and mixed[mi][1] <= i:
-                mi += 1
-            if mi < len(mixed) and mixed[mi][0] <= i:
-                c = c.translate(_CONFUSABLES)
-        chars.append(c)
-        origin.append(i)
-    return Normalized("".join(chars), origin)
+            merged.append([s, e, int(mixed)])
+    parts, pos = [], 0
+    for s, e, mixed in merged:
+        seg = stripped[s:e].translate(_FULLWIDTH_TABLE)
+        parts += [stripped[pos:s], seg.translate(_CONFUSABLES) if mixed else seg]
+        pos = e
+    folded = "".join([*parts, stripped[pos:]]) if merged else stripped
+    return Normalized(folded, origin)

@@ -308,7 +308,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "image-beacon",
         "exfiltration",
-        r"!\[[^\]\n]{0,200}\]\(\s*https?://[^)\s]{0,300}[?&][^)\s]{0,300}=\s*(?:\{|\$|<|%7B|\[)",
+        r"!\[[^\]\n]*\]\(\s*https?://[^)\s]*[?&][^)\s]*=\s*(?:\{|\$|<|%7B|\[)",
         0.8,
         "markdown image whose URL is to be filled with data",
     ),

@@ -31,16 +31,12 @@ from stockade.scan._base import Hit, compile_re2
 
 __all__ = ["Canaries", "host_allowed", "neutralize_links"]
 
-_IMAGE = compile_re2(
-    r"!\[([^\]\n]{0,500})\]\(\s*<?([^)\s>]{1,1000})>?(?:\s+\"[^\"\n]{0,200}\")?\s*\)"
-)
-_LINK = compile_re2(
-    r"\[([^\]\n]{0,500})\]\(\s*<?([^)\s>]{1,1000})>?(?:\s+\"[^\"\n]{0,200}\")?\s*\)"
-)
-_REFDEF = compile_re2(r"(?m)^[ \t]{0,3}\[([^\]\n]{1,200})\]:[ \t]*<?(\S{1,1000}?)>?(?:[ \t]+.*)?$")
+_IMAGE = compile_re2(r"!\[([^\]\n]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"\n]*\")?\s*\)")
+_LINK = compile_re2(r"\[([^\]\n]*)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"\n]*\")?\s*\)")
+_REFDEF = compile_re2(r"(?m)^[ \t]{0,3}\[([^\]\n]+)\]:[ \t]*<?(\S+?)>?(?:[ \t]+.*)?$")
 _HTML = compile_re2(
-    r"(?i)<\s*(img|a|iframe|script|link|source|video|audio|embed|object|form)\b[^>]{0,1000}?"
-    r"\b(?:src|href|data|action|srcset|poster)\s*=\s*[\"']?([^\"'\s>]{1,1000})[^>]{0,1000}>"
+    r"(?i)<\s*(img|a|iframe|script|link|source|video|audio|embed|object|form)\b[^>]*?"
+    r"\b(?:src|href|data|action|srcset|poster)\s*=\s*[\"']?([^\"'\s>]+)[^>]*>"
 )
 _CANARY = compile_re2(r"\bctk_([0-9a-f]{16})([0-9a-f]{10})\b")
 
