@@ -442,3 +442,15 @@ def test_repeated_statements_reuse_the_analysis_until_the_schema_changes(
         assert len(tool._analyses) == cached + 1
     finally:
         tool.close()
+
+
+def test_describe_gives_integrations_a_schema_per_action(sqlite_env: SQLEnv) -> None:
+    from stockade.integrations.schema import schema_for, tool_description
+
+    tool = sqlite_env.shared_guard().capability("sql")
+    assert tool is not None
+    query = schema_for(tool, "query")
+    assert query["required"] == ["sql"]
+    assert query["properties"]["database"]["enum"] == ["shop"]
+    assert "customers" in tool_description(tool, "query")
+    assert schema_for(tool, "describe")["required"] == ["table"]

@@ -703,6 +703,63 @@ class SQLTool(Capability):
 
         return run_write(self, db, analysis, call)
 
+    def describe(self) -> Mapping[str, Any]:
+        """The actions, a JSON schema and a description of each, for integrations."""
+        dbs = self.config.databases
+        database: dict[str, Any] = {
+            "type": "string",
+            "enum": sorted(dbs),
+            "description": "the database"
+            + (" (may be left out: there is only one)" if len(dbs) == 1 else ""),
+        }
+        sql = {"type": "string", "description": "exactly one SQL statement"}
+        table = {"type": "string", "description": "an allowed table"}
+        required = [] if len(dbs) == 1 else ["database"]
+
+        def schema(props: dict[str, Any], need: list[str]) -> dict[str, Any]:
+            return {
+                "type": "object",
+                "properties": {"database": database, **props},
+                "required": required + need,
+                "additionalProperties": False,
+            }
+
+        engines = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MariaDB/MySQL"}
+        about = "; ".join(
+            f"`{d.name}` ({engines[d.engine]}, {d.mode}): tables "
+            + ", ".join(t.name for t in d.tables.values())
+            for d in dbs.values()
+        )
+        return {
+            "name": self.name,
+            "actions": sorted(self.actions),
+            "arguments": {
+                "tables": ["database"],
+                "describe": ["database", "table"],
+                "query": ["database", "sql"],
+                "execute": ["database", "sql"],
+            },
+            "schemas": {
+                "tables": schema({}, []),
+                "describe": schema({"table": table}, ["table"]),
+                "query": schema({"sql": sql}, ["sql"]),
+                "execute": schema({"sql": sql}, ["sql"]),
+            },
+            "descriptions": {
+                "tables": "list the tables you may read",
+                "describe": "the columns of one table you may read (masked ones are marked)",
+                "query": (
+                    "run one read-only query (SELECT, WITH ... SELECT, UNION); name the "
+                    f"columns you need; at most the row cap comes back. Databases: {about}"
+                ),
+                "execute": (
+                    "run one INSERT, UPDATE or DELETE (with WHERE) on a writable table; "
+                    "every change is journaled and can be undone"
+                ),
+            },
+            "description": f"SQL databases: {about}",
+        }
+
     # -- journal and undo -----------------------------------------------------------
 
     @property
