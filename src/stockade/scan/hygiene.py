@@ -284,9 +284,9 @@ def normalize(text: str) -> Normalized:
         else:
             merged.append([s, e, int(mixed)])
     parts, pos = [], 0
-    for s, e, mixed in merged:
+    for s, e, is_mixed in merged:
         seg = stripped[s:e].translate(_FULLWIDTH_TABLE)
-        parts += [stripped[pos:s], seg.translate(_CONFUSABLES) if mixed else seg]
+        parts += [stripped[pos:s], seg.translate(_CONFUSABLES) if is_mixed else seg]
         pos = e
     folded = "".join([*parts, stripped[pos:]]) if merged else stripped
     return Normalized(folded, origin)
