@@ -235,3 +235,29 @@ def test_grant_readonly_reads_columns_with_admin_url(
     out = capsys.readouterr().out
     assert '("id", "name", "email", "country") ON "public"."customers"' in out
     assert "ssn" not in out
+
+
+@pytest.mark.postgres
+def test_postgres_grants_are_checked_again_on_reconnect(pg_env: SQLEnv) -> None:
+    import psycopg
+
+    from stockade.errors import ConfigurationError
+
+    engine = engine_only(pg_env.config())
+    role = pg_env.extras["role"]
+    try:
+        pid = engine.query("SELECT pg_backend_pid()", max_rows=1, timeout=1).rows[0][0]
+        with psycopg.connect(pg_env.admin_url, autocommit=True) as admin:
+            admin.execute(f'GRANT SELECT ON secrets TO "{role}"')
+            try:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                with pytest.raises(SQLError):
+                    engine.query("SELECT 1", max_rows=1, timeout=1)
+                for _ in range(2):
+                    with pytest.raises(ConfigurationError, match="secrets"):
+                        engine.query("SELECT 1", max_rows=1, timeout=1)
+            finally:
+                admin.execute(f'REVOKE SELECT ON secrets FROM "{role}"')
+        assert engine.query("SELECT 1", max_rows=1, timeout=1).rows == [(1,)]
+    finally:
+        engine.close()

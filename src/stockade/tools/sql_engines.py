@@ -436,6 +436,12 @@ class PostgresEngine(Engine):
     def _live(self) -> Any:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._connect()
+            if self.spec.verify_grants:  # grants may have changed since: check again
+                try:
+                    self.verify_role()
+                except BaseException:
+                    self._conn.close()
+                    raise
         return self._conn
 
     def verify_role(self) -> None:
@@ -774,6 +780,12 @@ class MySQLEngine(Engine):
     def _live(self) -> Any:
         if self._conn is None or not self._conn.open:
             self._connect()
+            if self.spec.verify_grants:  # grants may have changed since: check again
+                try:
+                    self.verify_grants()
+                except BaseException:
+                    self._conn.close()
+                    raise
         return self._conn
 
     def verify_grants(self) -> None:
