@@ -93,7 +93,15 @@ def _main(argv: list[str]) -> None:
         make_store(kind, location, origin), KeyPaths.in_dir(Path(keys_dir)), checkpoint_every=7
     )
     n = int(count)
+    import os
     import threading
+
+    go = os.environ.get("STOCKADE_TEST_GO")
+    if go:  # a start line for several processes: say ready, wait for the file
+        sys.stdout.write("ready\n")
+        sys.stdout.flush()
+        while not os.path.exists(go):
+            time.sleep(0.005)
 
     out_lock = threading.Lock()
 

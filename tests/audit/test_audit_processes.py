@@ -20,8 +20,18 @@ APPENDER = str(HERE / "audit_helpers.py")
 
 
 def _spawn(
-    kind: str, location: str, origin: str, keys: KeyPaths, count: int, tag: str, threads: int = 1
+    kind: str,
+    location: str,
+    origin: str,
+    keys: KeyPaths,
+    count: int,
+    tag: str,
+    threads: int = 1,
+    go: Path | None = None,
 ) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    if go is not None:
+        env["STOCKADE_TEST_GO"] = str(go)
     return subprocess.Popen(
         [
             sys.executable,
@@ -37,6 +47,7 @@ def _spawn(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
 
 
@@ -52,21 +63,26 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
 
 
 def test_eight_threads_and_two_processes(
-    backend: tuple[str, str], keys: KeyPaths, origin: str
+    backend: tuple[str, str], keys: KeyPaths, origin: str, tmp_path: Path
 ) -> None:
     kind, location = backend
     log = open_log(make_store(kind, location, origin), keys, checkpoint_every=25)
-    procs = [_spawn(kind, location, origin, keys, 100, f"p{p}") for p in range(2)]
+    go = tmp_path / "go"
+    procs = [_spawn(kind, location, origin, keys, 60, f"p{p}", go=go) for p in range(2)]
+    for p in procs:  # every writer is ready: all of them start at once
+        assert p.stdout is not None
+        assert p.stdout.readline() == "ready\n"
     seen: list[int] = []
     lock = threading.Lock()
 
     def work(t: int) -> None:
-        for i in range(40):
+        for i in range(30):
             seq = log.append(event(i, call_id=f"t{t}-{i}"))
             with lock:
                 seen.append(seq)
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    go.touch()
     for t in threads:
         t.start()
     for t in threads:
@@ -76,7 +92,7 @@ def test_eight_threads_and_two_processes(
         assert p.returncode == 0, err
         seen.extend(int(line.split()[0]) for line in out.splitlines())
     log.close()
-    total = 8 * 40 + 2 * 100
+    total = 8 * 30 + 2 * 60
     assert sorted(seen) == list(range(total))  # one sequence, no gap, no duplicate
     reader = make_store(kind, location, origin)
     report = verify_log(reader, load_public_key(keys.public), strict=True)
@@ -92,7 +108,7 @@ def test_kill_9_loses_nothing_committed(
 ) -> None:
     location = _location(kind, tmp_path, None)
     committed: dict[int, str] = {}
-    for round_ in range(6):
+    for round_ in range(5):
         proc = _spawn(kind, location, origin, keys, 0, f"r{round_}", threads=2)
         assert proc.stdout is not None
         target = 15 + 11 * round_
