@@ -6,12 +6,13 @@ import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from stockade import Guard
 from stockade.errors import ExecError
-from stockade.tools.sandbox import RELAY_PORT, Sandbox, SandboxConfig
+from stockade.tools.sandbox import RELAY_PORT, Limits, Sandbox, SandboxConfig
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -96,6 +97,30 @@ def test_landlock_allows_only_the_relay_port(guard: Guard, origin: int) -> None:
 def test_proxy_mode_is_reported(guard: Guard, origin: int) -> None:
     result = guard.call("exec", "run", {"argv": ["curl", "--version"]})
     assert result.meta["sandbox"]["network"] == "proxy"
+
+
+@pytest.mark.parametrize("launcher", [None, "python"], ids=["default-launcher", "python-launcher"])
+def test_relay_of_each_launcher(workspace: Path, origin: int, launcher: Any) -> None:
+    """Both launchers start the relay; the command's own children never wait for it."""
+    from stockade.policy import Policy
+    from stockade.tools.http_proxy import start_proxy
+
+    http = f"""
+version: 1
+http:
+  hosts: {{api.internal.test: 127.0.0.1}}
+  allow:
+    - {{id: api, host: api.internal.test, scheme: http, port: {origin}, addresses: [127.0.0.1]}}
+"""
+    with start_proxy(Policy.from_text(http)) as proxy:
+        config = SandboxConfig(workspace=workspace, network="proxy", proxy_address=proxy.address)
+        with Sandbox(config, _launcher=launcher) as sb:
+            url = f"http://api.internal.test:{origin}/r"
+            script = f"curl -sS -m 10 {url} & curl -sS -m 10 {url} & wait; echo done"
+            result = sb.run(["/bin/sh", "-c", script], limits=Limits(timeout=30))
+    assert result.stdout.decode().count("origin-ok") == 2
+    assert result.stdout.decode().endswith("done\n")
+    assert not result.killed
 
 
 def test_proxy_mode_needs_an_address(workspace: Path) -> None:

@@ -618,6 +618,9 @@ def _c_config(cfg: Mapping[str, Any]) -> str:
         lines += [f"connect {int(port)}" for port in landlock["connect_tcp"]]
     for key, value in dict(cfg.get("env") or {}).items():
         lines.append("env " + enc(f"{key}={value}"))
+    relay = cfg.get("relay")
+    if relay:
+        lines.append(f"relay {int(relay[0])} {enc(str(relay[1]))}")
     return "\n".join(lines)
 
 
@@ -736,11 +739,8 @@ class Sandbox:
                     "(/sys/fs/cgroup/pids or a cgroup2 root with the pids controller); "
                     "run stockade as an ordinary user instead"
                 )
-        # The C launcher where it can be built; the Python one runs the proxy relay.
-        c_launcher = None
-        needs_relay = config.mode == "bwrap" and config.network == "proxy"
-        if _launcher != "python" and not needs_relay:
-            c_launcher = _c_launcher()
+        # The C launcher where it can be built, else the Python one.
+        c_launcher = _c_launcher() if _launcher != "python" else None
         if _launcher == "c" and c_launcher is None:
             raise SandboxUnavailable("the C launcher cannot be built (no C compiler?)")
         self._launcher_kind = "c" if c_launcher else "python"

@@ -2,7 +2,7 @@
 
 ``sandbox_launcher.c`` beside this file does the same without starting an
 interpreter; stockade compiles and uses it where a C compiler is found, and
-this one otherwise (and always for the proxy network, whose relay is here).
+this one otherwise.
 
 This file runs *inside* the sandbox (``python -I -S sandbox_launcher.py
 CONFIG -- ARGV...``, CONFIG a hex-encoded :mod:`marshal` dict), after
