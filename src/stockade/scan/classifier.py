@@ -1,14 +1,17 @@
 """The shipped injection classifier: hashed n-grams and a linear model, in pure Python.
 
-The model file (``models/injection.bin``) holds a small header and one int8
-weight per hashed feature. Features are word unigrams and bigrams and
-character 4-grams of the lower-cased text with invisible characters removed,
-hashed with CRC-32 into ``2**bits`` buckets; the score is the logistic of
-the mean weight of the features present (an L2-normalised binary vector).
-No numpy, no model hub: loading reads one file of a few hundred kilobytes.
+The model file (``models/injection.bin``) holds a small JSON header and one
+int8 weight per hashed feature. Features are word unigrams and bigrams and
+character n-grams (the header says which n; 3, 4 and 5 for the shipped model)
+of the lower-cased text with invisible characters removed, hashed with CRC-32
+into ``2**bits`` buckets; the score is the logistic of the summed weights of
+the features present over the square root of their number (an L2-normalised
+binary vector). No numpy, no model hub: loading reads one file of 1 MB.
 
-Long documents are scored in overlapping chunks and the highest chunk wins,
-so an instruction buried in page 40 of a long page is not averaged away.
+Texts are scored in overlapping chunks (sizes in the header, as at training
+time) and the worst chunk wins, less a small penalty growing with the number
+of chunks, so an instruction buried in page 40 of a long page is not averaged
+away and long honest pages are not flagged for their length.
 
 >>> model = load_model()
 >>> model is None or 0.0 <= model.score("what is the weather in Paris?") <= 1.0
