@@ -225,3 +225,60 @@ def test_another_origin_is_untouched_by_tampering(pg_db: str, keys: KeyPaths, or
     with pytest.raises(AuditIntegrityError):
         _verify("postgres", pg_db, origin, keys, None)
     _verify("postgres", pg_db, other, keys, None, strict=True)
+
+
+LEGIT = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "attacks" / "audit" / "legit.yaml").read_text()
+)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+@pytest.mark.parametrize("case", LEGIT, ids=[c["name"] for c in LEGIT])
+def test_legitimate_history_verifies(
+    case: dict[str, Any],
+    kind: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    keys: KeyPaths,
+    origin: str,
+) -> None:
+    location = str(tmp_path / "audit.db") if kind == "sqlite" else request.getfixturevalue("pg_db")
+    mirror = tmp_path / "mirror.jsonl"
+    log = None
+    n = 0
+    for step in case["steps"]:
+        ((op, arg),) = step.items()
+        if op == "open":
+            log = open_log(
+                make_store(kind, location, origin),
+                keys,
+                checkpoint_every=10,
+                mirror=Mirror(file=mirror),
+            )
+        elif op == "append":
+            assert log is not None
+            for _ in range(arg):
+                assert log.append(event(n)) == n
+                n += 1
+        elif op == "checkpoint":
+            assert log is not None
+            log.checkpoint()
+        elif op == "crash":
+            assert log is not None
+            log.store.close()  # the process is gone: no closing checkpoint
+            log = None
+        elif op == "close":
+            assert log is not None
+            log.close()
+            log = None
+        elif op == "torn_mirror":
+            with mirror.open("a") as f:
+                f.write('{"v":1,"origin":"')
+    _verify(
+        kind,
+        location,
+        origin,
+        keys,
+        mirror if mirror.exists() else None,
+        strict=bool(case.get("strict")),
+    )
