@@ -38,6 +38,7 @@ def test_check_without_bubblewrap_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(sandbox_mod, "_probes", {})
+    monkeypatch.setattr(sandbox_mod, "_launcher_cache", {})  # no compiler on this PATH either
     empty = tmp_path / "bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
