@@ -189,3 +189,25 @@ def test_schema_from_described_argument_names(tmp_path: Any) -> None:
     assert compile_schema(schema).errors({"path": "a", "mode": "x"}) == [
         "`mode`: unexpected argument"
     ]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab./\x00~", max_size=16))
+def test_canonical_paths_never_leave_a_climbing_dotdot(path: str) -> None:
+    from stockade import ToolCall, ToolError
+    from stockade.integrations.schema import canonical_paths
+
+    call = ToolCall("t", "call", {"path": path, "other": path}, session="s")
+    try:
+        out = canonical_paths(call, ["path"])
+    except ToolError:
+        assert "\x00" in path or ".." in path
+        return
+    value = out.args["path"]
+    assert out.args["other"] == path  # only the named arguments change
+    if value:
+        parts = value.split("/")
+        assert ".." not in parts or value.startswith("/")
+        assert "\x00" not in value
+        if value.startswith("/"):
+            assert ".." not in parts
