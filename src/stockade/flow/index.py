@@ -32,6 +32,7 @@ _HASH_BITS = 40
 _PIECE_BITS = 24
 _HASH_MASK = (1 << _HASH_BITS) - 1
 _MAX_PIECES = (1 << _PIECE_BITS) - 1
+_FANOUT = 4
 #: a hash held by more pieces than this is "common": looked up by label class
 _COMMON = 32
 _RANK = {Confidentiality.PUBLIC: 0, Confidentiality.INTERNAL: 1, Confidentiality.SECRET: 2}
@@ -52,8 +53,9 @@ class HashIndex:
     """A multimap from 40-bit hashes to ``(piece, offset)``, compact and append-only.
 
     Small batches go to a dict; big ones (and the dict, when it fills) become
-    sorted array segments; segments of similar size are merged, so a lookup
-    does one dict probe and a binary search in each of a few segments.
+    sorted array segments; segments of similar size are merged. A Bloom filter
+    over every key answers most lookups (misses) with two byte reads; the
+    others do one dict probe and a binary search in each of a few segments.
     """
 
     def __init__(
@@ -72,10 +74,20 @@ class HashIndex:
         self._mem_mask: dict[int, int] = {}
         self._mem_n = 0
         self._segments: list[_Segment] = []
-        self._views: list[tuple[array[int], array[int], array[int], int, dict[int, int]]] = []
+        self._views: list[tuple[array[int], array[int], dict[int, int]]] = []
+        # A one-byte-per-entry Bloom filter over every key: most lookups miss,
+        # and a miss then costs two byte reads instead of a probe per segment.
+        self._bloom_bits = 1 << 16
+        self._bloom = bytearray(self._bloom_bits >> 3)
+        self._count = 0
 
     def add_many(self, piece: int, hashes: Sequence[int], offsets: Sequence[int]) -> None:
         """Add the entries of one piece: ``hashes[i]`` found at ``offsets[i]``."""
+        self._count += len(hashes)
+        if self._count * 8 > self._bloom_bits:
+            self._grow_bloom(hashes)
+        else:
+            self._mark(hashes)
         if len(hashes) >= self._direct_at:
             tag = piece << 32
             packed = sorted(
@@ -118,23 +130,57 @@ class HashIndex:
     def _push(self, seg: _Segment) -> None:
         segs = self._segments
         segs.append(seg)
-        while len(segs) >= 2 and len(segs[-2].keys) <= 2 * len(segs[-1].keys):
-            b = segs.pop()
-            a = segs.pop()
-            segs.append(self._segment(sorted(a.unpack() + b.unpack())))  # two runs: linear merge
+        # Tiers of four: when the last four segments are of about the same size
+        # they become one, so an entry is re-sorted about log4(n) times and a
+        # lookup that gets past the Bloom filter searches a handful of arrays.
+        while len(segs) >= _FANOUT and len(segs[-_FANOUT].keys) <= 2 * len(segs[-1].keys):
+            group = segs[-_FANOUT:]
+            del segs[-_FANOUT:]
+            packed: list[int] = []
+            for seg in group:
+                packed.extend(seg.unpack())
+            packed.sort()  # sorted runs: Timsort merges them in linear time
+            segs.append(self._segment(packed))
         # plain tuples: the lookup loop reads them without attribute lookups
-        self._views = [(x.keys, x.offsets, x.directory, x.shift, x.common) for x in segs]
+        self._views = [(x.keys, x.offsets, x.common) for x in segs]
 
     def _segment(self, packed: list[int]) -> _Segment:
         keys = array("Q", [p >> 32 for p in packed])
         offsets = array("I", [p & 0xFFFFFFFF for p in packed])
         return _Segment(keys, offsets, self._classes, self._cap)
 
+    def _mark(self, hashes: Iterable[int]) -> None:
+        bloom = self._bloom
+        top = self._bloom_bits - 1
+        for h in hashes:
+            key = h & _HASH_MASK
+            a = key & top
+            b = (key >> 20) & top
+            bloom[a >> 3] |= 1 << (a & 7)
+            bloom[b >> 3] |= 1 << (b & 7)
+
+    def _grow_bloom(self, new: Sequence[int]) -> None:
+        bits = self._bloom_bits
+        while self._count * 8 > bits:
+            bits <<= 1
+        self._bloom_bits = bits
+        self._bloom = bytearray(bits >> 3)
+        self._mark(new)
+        self._mark(self._mem)
+        for seg in self._segments:
+            self._mark(k >> _PIECE_BITS for k in seg.keys)
+
     def get(self, h: int) -> tuple[list[tuple[int, int]], int]:
         """``(piece, offset)`` references for a hash, and a mask of label
         classes for the part of them that is too common to list (``0`` when
         every reference is listed)."""
         key = h & _HASH_MASK
+        top = self._bloom_bits - 1
+        a = key & top
+        b = (key >> 20) & top
+        bloom = self._bloom
+        if not (bloom[a >> 3] >> (a & 7)) & 1 or not (bloom[b >> 3] >> (b & 7)) & 1:
+            return [], 0
         out: list[tuple[int, int]] = []
         mask = 0
         bucket = self._mem.get(key)
@@ -145,19 +191,17 @@ class HashIndex:
                 out.extend((ref >> 32, ref & 0xFFFFFFFF) for ref in bucket)
         lo_key = key << _PIECE_BITS
         hi_key = lo_key + (1 << _PIECE_BITS)
-        for keys, offsets, directory, shift, common in self._views:
+        for keys, offsets, common in self._views:
             if common and key in common:
                 mask |= common[key]
                 continue
-            bucket_no = lo_key >> shift
-            i = directory[bucket_no]
-            end = directory[bucket_no + 1]
-            while i < end:
+            i = bisect.bisect_left(keys, lo_key)
+            n = len(keys)
+            while i < n:
                 k = keys[i]
                 if k >= hi_key:
                     break
-                if k >= lo_key:
-                    out.append((k & _MAX_PIECES, offsets[i]))
+                out.append((k & _MAX_PIECES, offsets[i]))
                 i += 1
         return out, mask
 
@@ -166,40 +210,41 @@ class HashIndex:
 
     def nbytes(self) -> int:
         """Approximate memory held, in bytes."""
-        seg = sum(x.nbytes() for x in self._segments)
+        seg = sum(x.nbytes() for x in self._segments) + len(self._bloom)
         # a dict slot, a list and its int objects: roughly 100 bytes a reference
         return seg + self._mem_n * 100 + len(self._mem) * 60
 
 
 class _Segment:
-    """Sorted keys (hash and piece), their offsets, and a directory: for each
-    value of the keys' top bits, where its keys start (about four keys a
-    bucket), so a lookup reads a few array items instead of a binary search.
+    """Sorted keys (hash and piece) and their offsets, searched by bisection
+    (the Bloom filter in front turns most lookups away before they get here).
 
     ``common`` maps each hash held by more than ``cap`` pieces to the mask of
     their label classes: such hashes are not listed piece by piece.
     """
 
-    __slots__ = ("common", "directory", "keys", "offsets", "shift")
+    __slots__ = ("common", "keys", "offsets")
 
     def __init__(
         self, keys: array[int], offsets: array[int], classes: _ClassLookup, cap: int
     ) -> None:
         self.keys = keys
         self.offsets = offsets
-        bits = max(1, min(_HASH_BITS, (len(keys) // 4).bit_length()))
-        self.shift = 64 - bits
-        counts = Counter([k >> self.shift for k in keys])
-        self.directory = array(
-            "I", accumulate((counts.get(b, 0) for b in range(1 << bits)), initial=0)
-        )
         self.common: dict[int, int] = {}
-        per_hash = Counter([k >> _PIECE_BITS for k in keys])
-        for key, n in per_hash.items():
-            if n > cap:
-                i = bisect.bisect_left(keys, key << _PIECE_BITS)
+        n = len(keys)
+        # A hash with more than `cap` entries covers `cap + 1` sorted positions,
+        # so it spans some pair (i, i + cap // 2) with i a multiple of cap // 2.
+        step = max(1, cap // 2)
+        shift = _PIECE_BITS
+        for i in range(0, n - step, step):
+            key = keys[i] >> shift
+            if key != keys[i + step] >> shift or key in self.common:
+                continue
+            lo = bisect.bisect_left(keys, key << shift)
+            hi = bisect.bisect_left(keys, (key + 1) << shift, lo)
+            if hi - lo > cap:
                 mask = 0
-                for k in keys[i : i + n]:
+                for k in keys[lo:hi]:
                     mask |= 1 << classes[k & _MAX_PIECES]
                 self.common[key] = mask
 
@@ -207,8 +252,7 @@ class _Segment:
         return [(k << 32) | o for k, o in zip(self.keys, self.offsets, strict=True)]
 
     def nbytes(self) -> int:
-        arrays = sum(a.itemsize * len(a) for a in (self.keys, self.offsets, self.directory))
-        return arrays + 100 * len(self.common)
+        return sum(a.itemsize * len(a) for a in (self.keys, self.offsets)) + 100 * len(self.common)
 
 
 class _ClassLookup(Protocol):
