@@ -17,10 +17,8 @@ from __future__ import annotations
 import bisect
 import threading
 from array import array
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
 from typing import Protocol
 
 from stockade.flow.text import GRAM, SHINGLE, WORD_PATTERN, canon, skeleton_map, tokens, words
