@@ -24,13 +24,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from stockade.scan._base import Encoded, Hit, compile_re2, compile_set
 from stockade.scan.hygiene import decode_hidden, normalize
 
-__all__ = ["RULES", "InjectionReport", "InjectionRules", "Rule", "combine_scores"]
+__all__ = [
+    "RULES",
+    "InjectionReport",
+    "InjectionRules",
+    "Rule",
+    "combine_scores",
+    "default_rules",
+]
 
 
 @dataclass(frozen=True)
@@ -493,6 +501,12 @@ class InjectionRules:
             rid = h.reason.split(":", 1)[0]
             best[rid] = max(best.get(rid, 0.0), h.score)
         return InjectionReport(combine_scores(best.values()), tuple(hits))
+
+
+@functools.lru_cache(maxsize=1)
+def default_rules() -> InjectionRules:
+    """The built-in rule set, compiled once per process and shared (it is immutable)."""
+    return InjectionRules()
 
 
 def _rule_of(hit: Hit, rules: tuple[Rule, ...]) -> Rule:

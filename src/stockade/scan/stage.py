@@ -35,7 +35,7 @@ from stockade.model import (
 from stockade.scan._base import Hit, map_strings
 from stockade.scan.config import ScanConfig
 from stockade.scan.hygiene import scan_hygiene, strip_invisible
-from stockade.scan.injection import InjectionRules, combine_scores
+from stockade.scan.injection import combine_scores, default_rules
 from stockade.scan.output import Canaries, neutralize_links
 from stockade.scan.pii import PIIScanner
 from stockade.scan.secrets import scan_secrets
@@ -84,7 +84,7 @@ class Scanner:
             else:
                 vault = Vault()
         self.vault = vault
-        self.rules = InjectionRules()
+        self.rules = default_rules()
         self.pii = PIIScanner(self.config.pii_kinds, self.config.phone_regions)
         self.name_scanner: NameScanner | None = None
         if self.config.pii_names:

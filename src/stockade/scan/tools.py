@@ -24,7 +24,7 @@ import re2
 from stockade.model import Finding
 from stockade.scan._base import Hit, compile_re2, walk_strings
 from stockade.scan.hygiene import scan_hygiene
-from stockade.scan.injection import InjectionRules
+from stockade.scan.injection import default_rules
 
 __all__ = ["scan_tool_description"]
 
@@ -51,13 +51,6 @@ _OTHER_TOOL_VERBS = compile_re2(
     r"(?i)\b(?:when|whenever|if)\s+(?:using|calling|you\s+(?:use|call))\s+(?:the\s+)?\S+|"
     r"\binstead\s+of\s+(?:using|calling)\b|\brather\s+than\s+(?:using|calling)\b"
 )
-_RULES: list[InjectionRules] = []
-
-
-def _rules() -> InjectionRules:
-    if not _RULES:
-        _RULES.append(InjectionRules())
-    return _RULES[0]
 
 
 def _finding(hit: Hit, part: str) -> Finding:
@@ -106,7 +99,7 @@ def scan_tool_description(
                     part,
                 )
             )
-        report = _rules().scan(text)
+        report = default_rules().scan(text)
         if report.score >= 0.5:
             for h in report.hits:
                 findings.append(
