@@ -291,3 +291,18 @@ def test_async_call_runs_in_a_thread(workspace: Path) -> None:
         return [r.value["stdout"] for r in results]
 
     assert asyncio.run(both()) == ["one\n", "two\n"]
+
+
+def test_describe_publishes_schemas_integrations_can_check(workspace: Path) -> None:
+    from stockade.integrations.schema import compile_schema, schema_for, tool_description
+
+    tool = _tool(workspace)
+    run = compile_schema(schema_for(tool, "run"))
+    assert run.errors({"argv": ["ls", "-l"], "cwd": "docs"}) == []
+    assert run.errors({"argv": "ls -l"})
+    assert run.errors({"argv": []})
+    assert run.errors({"argv": ["ls"], "shell": True})
+    shell = compile_schema(schema_for(tool, "shell"))
+    assert shell.errors({"script": "echo hi"}) == []
+    assert shell.errors({})
+    assert "no network" in tool_description(tool, "run")

@@ -458,14 +458,50 @@ class ExecTool(Capability):
         return Output(value=value, labels=(label,), meta=meta)
 
     def describe(self) -> Mapping[str, Any]:
-        """The actions and their arguments, for integrations."""
+        """The actions, their JSON schemas and descriptions, for integrations."""
+        lim = self.config.sandbox.limits
+        net = (
+            "only HTTP(S) through stockade's proxy (HTTP_PROXY is set)"
+            if self.config.sandbox.network == "proxy"
+            else "no network"
+        )
+        where = (
+            f"in a sandbox: the workspace (/workspace, also HOME) is the only writable place, "
+            f"{net}, at most {lim.timeout:g}s, {lim.cpu}s of CPU and {lim.output} bytes of output"
+        )
+        common: dict[str, Any] = {
+            "cwd": {"type": "string", "description": "working directory inside the workspace"},
+            "stdin": {"type": "string", "description": "text given on standard input"},
+            "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
+        }
         return {
             "name": self.name,
             "actions": sorted(self.actions),
-            "description": "run a command in a sandbox (workspace at /workspace, no network)",
-            "parameters": {
-                "run": ["argv", "cwd", "stdin", "timeout"],
-                "shell": ["script", "cwd", "stdin", "timeout"],
+            "description": f"run commands {where}",
+            "descriptions": {
+                "run": (
+                    f"Run a program with arguments {where}. Give `argv` as a list: the "
+                    "program by name or absolute path, then its arguments (no shell). "
+                    "Returns exit_code, signal, killed, truncated, stdout, stderr, status."
+                ),
+                "shell": f"Run a /bin/sh script {where}, if the policy allows scripts.",
+            },
+            "schemas": {
+                "run": {
+                    "type": "object",
+                    "properties": {
+                        "argv": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                        **common,
+                    },
+                    "required": ["argv"],
+                    "additionalProperties": False,
+                },
+                "shell": {
+                    "type": "object",
+                    "properties": {"script": {"type": "string", "minLength": 1}, **common},
+                    "required": ["script"],
+                    "additionalProperties": False,
+                },
             },
         }
 
