@@ -196,7 +196,7 @@ def bench_mariadb(runs: int) -> dict[str, float] | None:
         import pymysql
     except ImportError:
         return None
-    from stockade.tools.sql_engines import mysql_params
+    from stockade.tools.sql_mysql import mysql_params
 
     base = os.environ.get("STOCKADE_TEST_MARIADB", "mysql://root@127.0.0.1:3306/test")
     suffix = secrets.token_hex(4)

@@ -144,7 +144,7 @@ def test_postgres_engine_reconnects_after_losing_its_connection(pg_env: SQLEnv) 
 def test_raw_mysql_runs_executable_comments(mariadb_env: SQLEnv) -> None:
     import pymysql
 
-    from stockade.tools.sql_engines import mysql_params
+    from stockade.tools.sql_mysql import mysql_params
 
     conn = pymysql.connect(**mysql_params(mariadb_env.admin_url))
     try:

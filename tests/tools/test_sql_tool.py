@@ -16,7 +16,8 @@ from stockade.policy import Policy
 from stockade.stages import MemoryAuditSink, NoFlow, NoScanner
 from stockade.tools import sql as sql_module
 from stockade.tools.sql import SQLConfig, SQLTool, capability_from_policy
-from stockade.tools.sql_engines import EngineSpec, PostgresEngine, SQLiteEngine, engine_kind
+from stockade.tools.sql_engines import EngineSpec, SQLiteEngine, engine_kind
+from stockade.tools.sql_postgres import PostgresEngine
 
 __all__ = ["mariadb_env", "pg_env", "sqlite_env"]
 
@@ -382,7 +383,7 @@ def test_postgres_refuses_a_role_with_wider_grants(pg_env: SQLEnv) -> None:
 def test_mariadb_refuses_root_and_wider_grants(mariadb_env: SQLEnv) -> None:
     import pymysql
 
-    from stockade.tools.sql_engines import MySQLEngine, mysql_params
+    from stockade.tools.sql_mysql import MySQLEngine, mysql_params
 
     with pytest.raises(ConfigurationError):
         MySQLEngine(mariadb_env.config(url=mariadb_env.admin_url).engine_spec())

@@ -71,7 +71,7 @@ def _write_url(env: SQLEnv, journal: Path, tables: str = WRITE_TABLES) -> str:
         return f"postgresql://{name}:{password}@{host}"
     import pymysql
 
-    from stockade.tools.sql_engines import mysql_params
+    from stockade.tools.sql_mysql import mysql_params
 
     conn = pymysql.connect(**mysql_params(env.admin_url), autocommit=True)
     try:
@@ -97,7 +97,7 @@ def _drop_pg_role(env: SQLEnv, name: str) -> None:
 def _drop_my_user(env: SQLEnv, name: str) -> None:
     import pymysql
 
-    from stockade.tools.sql_engines import mysql_params
+    from stockade.tools.sql_mysql import mysql_params
 
     conn = pymysql.connect(**mysql_params(env.admin_url), autocommit=True)
     try:

@@ -33,7 +33,6 @@ from stockade.tools.sql_engines import (
     Runner,
     _sqlite_path,
     engine_kind,
-    mysql_params,
     open_engine,
 )
 
@@ -64,6 +63,8 @@ class RawEngine(Engine):
             self._conn = psycopg.connect(spec.url, autocommit=True)
         else:
             import pymysql
+
+            from stockade.tools.sql_mysql import mysql_params
 
             params = mysql_params(spec.url)
             self.namespace = params["database"]
