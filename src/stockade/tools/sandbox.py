@@ -52,6 +52,7 @@ the caller owns the child's lifetime and its pipes.
 from __future__ import annotations
 
 import contextlib
+import logging
 import marshal
 import os
 import posixpath
@@ -88,6 +89,8 @@ __all__ = [
     "SandboxedProcess",
     "probe",
 ]
+
+log = logging.getLogger("stockade.exec")
 
 #: where the workspace appears inside the sandbox
 WORKSPACE = "/workspace"
@@ -758,6 +761,8 @@ class Sandbox:
             self._seccomp = b""
             self._prefix = []
         self.layers = self._layer_facts()
+        if config.mode == "none":
+            log.warning("sandbox: none: commands run without isolation (resource limits only)")
 
     @classmethod
     def from_policy(cls, policy: Any) -> Sandbox:
