@@ -187,7 +187,7 @@ def test_tool_failure_and_broken_check_fail_closed(workspace: Path) -> None:
     answers = guard.handle_tool_calls(
         chat_message(("b", "boom", "{}"), ("f", "fine", dumps({"x": "y"}))), registry
     )
-    assert answers[0]["content"] == "tool `boom` failed: tool `boom` failed: RuntimeError"
+    assert answers[0]["content"] == "tool `boom` failed: RuntimeError"
     assert "could not be checked" in answers[1]["content"]
 
 

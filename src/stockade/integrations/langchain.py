@@ -39,7 +39,7 @@ from stockade.errors import (
     ToolError,
 )
 from stockade.integrations.mcp_config import DEFAULT_PATH_ARGS
-from stockade.integrations.openai import refusal_text
+from stockade.integrations.openai import failure_text, refusal_text
 from stockade.integrations.schema import canonical_paths, schema_for, tool_description
 from stockade.model import Integrity, Label, Output, ToolCall
 from stockade.session import Session
@@ -204,7 +204,7 @@ def _guarded(guard: Guard, tool: str, action: str, name: str, cap: Capability) -
         except (Denied, ApprovalRequired) as exc:
             return _refused(exc, name)
         except ToolError as exc:
-            return f"tool `{name}` failed: {exc}"
+            return failure_text(exc, name)
 
     async def arun(**kwargs: Any) -> str:
         try:
@@ -212,7 +212,7 @@ def _guarded(guard: Guard, tool: str, action: str, name: str, cap: Capability) -
         except (Denied, ApprovalRequired) as exc:
             return _refused(exc, name)
         except ToolError as exc:
-            return f"tool `{name}` failed: {exc}"
+            return failure_text(exc, name)
 
     return StructuredTool(
         name=re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64],
@@ -421,7 +421,7 @@ class StockadeMiddleware(AgentMiddleware):
                 if pending.request is None or pending.answer is not None:
                     return self._message(request, _refused(exc, tool), status="error")
             except ToolError as exc:
-                return self._message(request, f"tool `{tool}` failed: {exc}", status="error")
+                return self._message(request, failure_text(exc, tool), status="error")
             finally:
                 _RUN.reset(r_token)
                 _PENDING.reset(p_token)
@@ -455,7 +455,7 @@ class StockadeMiddleware(AgentMiddleware):
                 if pending.request is None or pending.answer is not None:
                     return self._message(request, _refused(exc, tool), status="error")
             except ToolError as exc:
-                return self._message(request, f"tool `{tool}` failed: {exc}", status="error")
+                return self._message(request, failure_text(exc, tool), status="error")
             finally:
                 _RUN.reset(r_token)
                 _PENDING.reset(p_token)

@@ -53,7 +53,7 @@ from stockade.integrations.mcp_pins import (
     builtin_description_scan,
     scan_tool_description,
 )
-from stockade.integrations.openai import refusal_text
+from stockade.integrations.openai import failure_text, refusal_text
 from stockade.integrations.schema import SchemaCheck, canonical_paths, compile_schema
 from stockade.model import (
     AuditEvent,
@@ -434,7 +434,7 @@ class MCPProxy:
                 return _error(f"call refused by stockade: {cap.blocked.reason}")
             return _error(refusal_text(exc, name))
         except ToolError as exc:
-            return _error(f"tool `{name}` failed: {exc}")
+            return _error(failure_text(exc, name))
         text = (
             result.value if isinstance(result.value, str) else json.dumps(result.value, default=str)
         )

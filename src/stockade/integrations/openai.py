@@ -54,6 +54,7 @@ __all__ = [
     "ToolRegistry",
     "ToolSpec",
     "ahandle_tool_calls",
+    "failure_text",
     "feed_user_messages",
     "handle_tool_calls",
     "refusal_text",
@@ -319,6 +320,16 @@ def refusal_text(exc: Denied | ApprovalRequired, tool: str = "") -> str:
     return f"{prefix} by stockade: {why}"
 
 
+def failure_text(exc: Exception, name: str) -> str:
+    """What the model reads when an allowed tool failed: the tool's own one-line message.
+
+    Stockade's tool errors never hold secrets (see ``stockade.errors``); foreign
+    exceptions were already reduced to their type by the guard.
+    """
+    text = str(exc)
+    return text if text.startswith("tool `") else f"tool `{name}` failed: {text}"
+
+
 def _content(value: Any) -> str:
     if isinstance(value, str):
         return value
@@ -359,7 +370,7 @@ def _outcome(spec: ToolSpec, run: Any) -> str:
     except (Denied, ApprovalRequired) as exc:
         return refusal_text(exc, spec.name)
     except ToolError as exc:
-        return f"tool `{spec.name}` failed: {exc}"
+        return failure_text(exc, spec.name)
     return _content(result.value)
 
 
@@ -471,6 +482,6 @@ async def ahandle_tool_calls(
         except (Denied, ApprovalRequired) as exc:
             content = refusal_text(exc, spec.name)
         except ToolError as exc:
-            content = f"tool `{spec.name}` failed: {exc}"
+            content = failure_text(exc, spec.name)
         answers.append(_answer(call, content))
     return answers
