@@ -139,3 +139,62 @@ def test_address_policy_exact_allowances() -> None:
         policy.resolve_checked("api.internal.test", 70000, resolver)
     with pytest.raises(ValueError, match="cannot be allowed"):
         AddressPolicy([AddressAllowance(("*",), None, ("::ffff:10.0.0.1",))])
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http:///path", "no host"),
+        ("http://[::1/", "cannot be parsed"),
+        ("http://[not-ip]/", "cannot be parsed"),
+        ("http://[fe80::1%25x]/", "scoped host"),
+        ("http://[::1]x/", "bad IPv6 literal"),
+        ("http://a..b/", "not a valid host name"),
+        ("http://a.test/%zz", "bad percent escape"),
+        ("http://a.test/%2", "bad percent escape"),
+        ("http://a.test/a%00b", "encoded slash, backslash or NUL"),
+        ("http://a.test/a%5Cb", "encoded slash, backslash or NUL"),
+        ("http://a.test:0/", "bad port"),
+        ("http://a.test:８０/", "bad port"),
+        ("http://a.test:/", "bad port"),
+        ("http://" + "a" * 8200 + ".test/", "longer than 8192"),
+        ("http://a.test/?" + "&".join(f"k{i}=v" for i in range(300)), "too many fields"),
+        ("ftp://a.test/", "scheme `ftp` is not allowed"),
+        ("//a.test/", "scheme `` is not allowed"),
+        ("http://a.test/\x85", "control character"),
+    ],
+)
+def test_refused_urls(url: str, message: str) -> None:
+    with pytest.raises(HTTPError, match=message):
+        canonical_request({"url": url})
+
+
+@pytest.mark.parametrize(
+    ("url", "canonical"),
+    [
+        ("https://A.test:443/", "https://a.test/"),
+        ("http://a.test:8080", "http://a.test:8080/"),
+        ("http://a.test/a/b/..", "http://a.test/a/"),
+        ("http://a.test/a/.", "http://a.test/a/"),
+        ("http://a.test/../../x", "http://a.test/x"),
+        ("http://a.test/%7e%41%2e", "http://a.test/~A."),
+        ("http://a.test/%c3%a9", "http://a.test/%C3%A9"),
+        ("http://a.test/a b".replace(" ", "%20"), "http://a.test/a%20b"),
+        ("http://a.test/<x>", "http://a.test/%3Cx%3E"),
+        ("http://[2001:DB8::1]:8443/", "http://[2001:db8::1]:8443/"),
+        ("http://a.test/?b=2&a=1&b=3", "http://a.test/?b=2&a=1&b=3"),
+    ],
+)
+def test_canonical_vectors(url: str, canonical: str) -> None:
+    assert canonical_request({"url": url})["url"] == canonical
+
+
+def test_repeated_query_keys_become_lists() -> None:
+    out = canonical_request({"url": "http://a.test/?b=2&a=1&b=3", "params": {"c": [1, "x"]}})
+    assert out["query"] == {"b": ["2", "3"], "a": "1", "c": ["1", "x"]}
+
+
+def test_system_resolver_reads_the_hosts_file() -> None:
+    from stockade.tools.http_transport import SystemResolver
+
+    assert set(SystemResolver().resolve("localhost", 80)) & {"127.0.0.1", "::1"}
