@@ -241,3 +241,14 @@ def test_a_pseudonym_planted_in_a_result_cannot_be_resolved() -> None:
     with pytest.raises(Denied):  # the defanged token is not an address: the policy denies
         guard.call("mail", "call", {"to": "\u2039EMAIL_1\u203a", "body": "x"}, session="s")
     assert sent == []
+
+
+def test_objects_the_scanners_cannot_look_into_become_their_text() -> None:
+    class Contact:
+        def __str__(self) -> str:
+            return "Contact(ada@example.org)"
+
+    guard, _ = make()
+    guard.state["value"] = {"who": Contact(), "n": 2, "ok": True, "none": None}  # type: ignore[attr-defined]
+    value = guard.call("fetch", "call", {"url": "u"}).value
+    assert value == {"who": "Contact(<EMAIL_1>)", "n": 2, "ok": True, "none": None}

@@ -266,7 +266,7 @@ class Scanner:
             except UnicodeDecodeError:
                 value = output.value  # binary: nothing a model reads as text
         else:
-            value = map_strings(value, one)
+            value = map_strings(_plain(value), one)
         labels = list(output.labels)
         if injection:
             labels.append(Label("scan:injection", Integrity.UNTRUSTED))
@@ -275,6 +275,23 @@ class Scanner:
         if secret:
             labels.append(Label("scan:secrets", Integrity.TRUSTED, Confidentiality.SECRET))
         return ResultScan(value, tuple(labels), tuple(findings), decision)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every object the scanners cannot look into turned into its text.
+
+    A tool may return its own objects; what the model reads of them is their
+    text, so that is what gets scanned and masked (scalars stay as they are).
+    """
+    if value is None or isinstance(value, (str, bool, int, float, bytes, bytearray)):
+        return value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return str(value)
 
 
 def _finding(hit: Hit, path: str, where: str, masked: bool) -> Finding:
