@@ -110,7 +110,8 @@ static uint64_t fs_mask(long abi) {
 static uint64_t access_of(const char *name) {
     if (strcmp(name, "ro") == 0) return FS_EXECUTE | FS_READ_FILE | FS_READ_DIR;
     if (strcmp(name, "dev") == 0) return FS_READ_FILE | FS_WRITE_FILE | FS_READ_DIR;
-    return (1ULL << 16) - 1; /* rw */
+    if (strcmp(name, "rw") == 0) return (1ULL << 16) - 1;
+    return 0; /* unknown: nothing */
 }
 
 /* Restrict the calling process; return the ABI applied (0: the kernel has
