@@ -85,3 +85,33 @@ def test_settings_from_a_policy(tmp_path: Path, capsys: pytest.CaptureFixture[st
     bad.write_text("version: 1\nscan: {colour: red}\n")
     assert main(["scan", str(page), "--policy", str(bad)]) == 2
     assert "unknown key `colour`" in capsys.readouterr().err
+
+
+def test_progress_bar_on_a_terminal(tree: Path) -> None:
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "stockade.cli", "scan", str(tree), "--json", "--no-model"],
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            timeout=60,
+            check=False,
+        )
+        os.close(slave)
+        err = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        os.close(master)
+    assert proc.returncode == 1
+    assert b"4/4 files" in err and b"[" in err
+    assert json.loads(proc.stdout)["files_scanned"] == 3

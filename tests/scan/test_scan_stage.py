@@ -252,3 +252,18 @@ def test_objects_the_scanners_cannot_look_into_become_their_text() -> None:
     guard.state["value"] = {"who": Contact(), "n": 2, "ok": True, "none": None}  # type: ignore[attr-defined]
     value = guard.call("fetch", "call", {"url": "u"}).value
     assert value == {"who": "Contact(<EMAIL_1>)", "n": 2, "ok": True, "none": None}
+
+
+def test_pseudonyms_round_trip_through_async_calls() -> None:
+    import asyncio
+
+    guard, sent = make()
+
+    async def agent() -> str:
+        found = await guard.acall("crm", "call", {"name": "ada"}, session="a")
+        assert "<EMAIL_1>" in found.value
+        reply = await guard.acall("mail", "call", {"to": "<EMAIL_1>", "body": "hi"}, session="a")
+        return str(reply.value)
+
+    assert asyncio.run(agent()) == "sent to <EMAIL_1>"
+    assert sent == [("ada@example.org", "hi")]
