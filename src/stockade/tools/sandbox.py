@@ -816,7 +816,9 @@ class Sandbox:
         ]
         # /tmp first: binds below it (a server's own files) must not be hidden by it
         args += ["--proc", "/proc", "--dev", "/dev"]
-        args += ["--size", str(cfg.limits.tmp_size), "--tmpfs", "/tmp"]  # noqa: S108 - private
+        # --size needs bubblewrap 0.7; older ones get unsized tmpfs (reported in the layers)
+        size = ["--size", str(cfg.limits.tmp_size)] if self._sized_tmpfs() else []
+        args += [*size, "--tmpfs", "/tmp"]  # noqa: S108 - private
         for path in cfg.system_paths:
             if os.path.islink(path):
                 args += ["--symlink", os.readlink(path), path]
@@ -832,9 +834,12 @@ class Sandbox:
         # bwrap's root and /dev are memory-backed and have no size: make them
         # read-only (a sized /dev/shm stays writable), so that even without
         # Landlock they cannot be used to fill the machine's memory.
-        args += ["--size", str(cfg.limits.tmp_size), "--tmpfs", "/dev/shm"]  # noqa: S108
+        args += [*size, "--tmpfs", "/dev/shm"]  # noqa: S108
         args += ["--remount-ro", "/dev", "--remount-ro", "/"]
         return args
+
+    def _sized_tmpfs(self) -> bool:
+        return self.probe.bwrap_version >= (0, 7, 0)
 
     def _landlock_config(self) -> dict[str, Any]:
         cfg = self.config
@@ -887,6 +892,7 @@ class Sandbox:
             "rlimits": on.rlimits,
             "pids_cgroup": self._cgroup_base is not None,
             "launcher": self._launcher_kind,
+            "tmp_size_enforced": self._sized_tmpfs(),
             "limits": limits,
         }
 
