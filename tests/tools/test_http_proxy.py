@@ -9,6 +9,7 @@ import socketserver
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,10 +105,14 @@ def test_plain_http_is_forwarded_and_audited(env: dict[str, Any]) -> None:
     r = env["client"].get(env["allowed"].url("/via-proxy?x=1"))
     assert r.status_code == 200
     assert r.json()["path"] == "/via-proxy?x=1"
-    event = env["audit"].events[-1]
-    assert (event.kind, event.tool, event.action) == ("decision", "http", "request")
-    assert event.decision.rule == "http:test-server"
-    assert event.session == "proxy"
+    decision, outcome = env["audit"].events[-2:]
+    assert (decision.kind, decision.tool, decision.action) == ("decision", "http", "request")
+    assert decision.decision.rule == "http:test-server"
+    assert decision.session == "proxy"
+    assert decision.args["url"] == env["allowed"].url("/via-proxy?x=1")
+    assert (outcome.kind, outcome.call_id) == ("outcome", decision.call_id)
+    assert outcome.extra["http_status"] == 200
+    assert outcome.result_size == len(r.content)
 
 
 def test_post_body_is_forwarded(env: dict[str, Any]) -> None:
@@ -171,8 +176,16 @@ def test_connect_tunnel_relays_bytes(env: dict[str, Any]) -> None:
     sock.sendall(b"ping")
     assert sock.recv(4) == b"ping"
     sock.close()
-    assert env["audit"].events[-1].action == "connect"
-    assert env["audit"].events[-1].decision.rule == "http:echo-tunnel:tunnel"
+    events = env["audit"].events
+    for _ in range(100):  # the outcome is written when the tunnel has closed
+        if events[-1].kind == "outcome":
+            break
+        time.sleep(0.05)
+    decision, outcome = events[-2:]
+    assert (decision.kind, decision.action) == ("decision", "connect")
+    assert decision.decision.rule == "http:echo-tunnel:tunnel"
+    assert (outcome.kind, outcome.call_id) == ("outcome", decision.call_id)
+    assert outcome.extra["bytes_up"] == outcome.extra["bytes_down"] == 4
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,7 @@ from typing import Any
 
 from stockade.errors import ApprovalRequired, ConfigurationError, Denied, HTTPError, StockadeError
 from stockade.guard import Guard
-from stockade.model import Effect
+from stockade.model import AuditEvent, Decision, Effect, new_call_id
 from stockade.policy import Policy
 from stockade.tools.http import HTTPTool
 from stockade.tools.http_url import canonical_connect, canonical_request
@@ -248,7 +248,7 @@ class _ProxyServer:
         if not sep or not port_text.isdigit():
             raise _Refused(400, "CONNECT needs host:port")
         args = {"host": host, "port": int(port_text)}
-        await self._decide("connect", args)
+        call_id, decision = await self._decide("connect", args)
         canon = canonical_connect(args)
         try:
             targets = await asyncio.to_thread(
@@ -273,16 +273,24 @@ class _ProxyServer:
         up_reader, up_writer = upstream
         writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         await writer.drain()
+        up = down = 0
         try:
-            await asyncio.gather(
+            up, down = await asyncio.gather(
                 self._pipe(reader, up_writer, self.config.max_request_bytes),
                 self._pipe(up_reader, writer, self.config.max_response_bytes),
             )
         finally:
             with contextlib.suppress(Exception):
                 up_writer.close()
+            await self._outcome(
+                "connect",
+                call_id,
+                decision,
+                down,
+                {"http_address": targets[0], "bytes_up": up, "bytes_down": down},
+            )
 
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, cap: int) -> None:
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, cap: int) -> int:
         total = 0
         try:
             while True:
@@ -295,9 +303,12 @@ class _ProxyServer:
                     break
                 dst.write(chunk)
                 await dst.drain()
+        except (ConnectionError, asyncio.TimeoutError):
+            pass
         finally:
             with contextlib.suppress(Exception):
                 dst.close()
+        return total
 
     # -- plain HTTP -------------------------------------------------------------------------
 
@@ -335,8 +346,13 @@ class _ProxyServer:
             "headers": fwd,
             "body": body.decode("utf-8", "replace"),
         }
-        await self._decide("request", args)
-        status, resp_headers, data = await asyncio.to_thread(self._send, args, body)
+        call_id, decision = await self._decide("request", args)
+        try:
+            status, resp_headers, data = await asyncio.to_thread(self._send, args, body)
+        except _Refused as exc:
+            await self._outcome("request", call_id, decision, 0, {}, "HTTPError")
+            raise exc from None
+        await self._outcome("request", call_id, decision, len(data), {"http_status": status})
         out = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}".encode("latin-1")]
         for name, value in resp_headers:
             out.append(f"{name}: {value}".encode("latin-1", "replace"))
@@ -381,10 +397,11 @@ class _ProxyServer:
 
     # -- the decision ----------------------------------------------------------------------
 
-    async def _decide(self, action: str, args: Mapping[str, Any]) -> None:
+    async def _decide(self, action: str, args: Mapping[str, Any]) -> tuple[str, Decision]:
+        call_id = new_call_id()
         try:
             decision = await asyncio.to_thread(
-                self.guard.decide, "http", action, dict(args), session=self.session
+                self.guard.decide, "http", action, dict(args), session=self.session, call_id=call_id
             )
         except (Denied, ApprovalRequired) as exc:
             raise _Refused(403, f"stockade: denied by {exc.decision.rule}") from None
@@ -394,6 +411,37 @@ class _ProxyServer:
             raise _Refused(403, f"stockade: {decision.rule} needs approval")
         if decision.effect is not Effect.ALLOW:
             raise _Refused(403, f"stockade: denied by {decision.rule}")
+        return call_id, decision
+
+    async def _outcome(
+        self,
+        action: str,
+        call_id: str,
+        decision: Decision,
+        size: int,
+        extra: dict[str, Any],
+        error_type: str = "",
+    ) -> None:
+        """Record what an allowed request or tunnel did (the decision is already recorded)."""
+        event = AuditEvent(
+            kind="outcome",
+            time=time.time(),
+            session=self.session,
+            principal="",
+            call_id=call_id,
+            tool="http",
+            action=action,
+            args={},
+            decision=decision,
+            mode=self.guard.policy.mode,
+            result_size=size,
+            error_type=error_type,
+            extra={"proxy": True, **extra},
+        )
+        try:
+            await asyncio.to_thread(self.guard.audit.append, event)
+        except Exception as exc:  # the response is already sent; say so loudly
+            log.error("audit store could not record a proxy outcome: %s", type(exc).__name__)
 
 
 async def _reply(writer: asyncio.StreamWriter, status: int, message: str) -> None:
