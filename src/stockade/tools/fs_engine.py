@@ -470,8 +470,14 @@ class FSEngine:
 
     # -- changing ---------------------------------------------------------------
 
-    def _prior(self, dfd: int, name: str, path: str) -> tuple[dict[str, Any], bytes | None, int]:
-        """What is at ``name`` now: state, content, mode; refuses what may not be replaced."""
+    def _prior(
+        self, dfd: int, name: str, path: str, *, content: bool = True
+    ) -> tuple[dict[str, Any], bytes | None, int]:
+        """What is at ``name`` now: state, content, mode; refuses what may not be replaced.
+
+        Without ``content`` (no journal, and the operation does not need the old
+        bytes) the file is only looked at, not read.
+        """
         try:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
@@ -480,6 +486,9 @@ class FSEngine:
         if kind == "symlink":
             raise FSError(f"path `{path}` is a symlink; it is not replaced")
         self._check(st, path, self.hardlinks)
+        mode = stat.S_IMODE(st.st_mode)
+        if not content:
+            return {"exists": True, "type": "file", "size": st.st_size, "mode": mode}, None, mode
         if st.st_size > self.limits.file_bytes:
             raise FSError(f"path `{path}` is larger than {self.limits.file_bytes} bytes")
         fd = os.open(name, _RD | os.O_NOFOLLOW, dir_fd=dfd)
@@ -507,6 +516,7 @@ class FSEngine:
         *,
         overwrite: bool = True,
         added: int,
+        needs_old: bool = True,
     ) -> Result:
         """Write a file atomically: temp file in the same folder, then rename."""
         path = _str(call, "path")
@@ -517,7 +527,8 @@ class FSEngine:
             raise FSError("the session's fs write budget is spent")
         dfd, name = self._parent(path, call)
         try:
-            before, content, mode = self._prior(dfd, name, path)
+            keep = needs_old or self.tool.journal is not None
+            before, content, mode = self._prior(dfd, name, path, content=keep)
             if before["exists"] and not overwrite:
                 raise FSError(f"path `{path}` already exists")
             new = produce(content)
@@ -568,7 +579,7 @@ class FSEngine:
         data = _str(call, "content").encode("utf-8")
         overwrite = call.args.get("overwrite", True)
         return self._replace(
-            call, ctx, lambda _: data, overwrite=overwrite is True, added=len(data)
+            call, ctx, lambda _: data, overwrite=overwrite is True, added=len(data), needs_old=False
         )
 
     def op_append(self, call: ToolCall, ctx: Context) -> Result:
@@ -673,7 +684,8 @@ class FSEngine:
                     raise FSError(f"path `{src}` is a symlink; symlinks are not moved")
                 else:
                     self._check(st, src, self.hardlinks)
-                    state, _, _ = self._prior(sdfd, sname, src)
+                    keep = self.tool.journal is not None
+                    state, _, _ = self._prior(sdfd, sname, src, content=keep)
                 entry = self._record(call, src, state)
                 try:
                     renameat2(sdfd, sname, ddfd, dname, RENAME_NOREPLACE)
@@ -738,7 +750,8 @@ class FSEngine:
             elif kind == "dir":
                 before = {"exists": True, "type": "dir", "mode": stat.S_IMODE(st.st_mode)}
             else:
-                before, blob, _ = self._prior(dfd, name, path)
+                keep = self.tool.journal is not None
+                before, blob, _ = self._prior(dfd, name, path, content=keep)
             entry = self._record(call, path, before, blob)
             try:
                 if kind == "dir":
