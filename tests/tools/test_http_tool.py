@@ -422,3 +422,25 @@ def test_a_failing_own_check_denies(
     assert info.value.rule == "error:capability"
     assert server.hits == []
     guard.close()
+
+
+def test_policy_explain_lines() -> None:
+    from stockade.policy.explain import explain_lines
+
+    policy = Policy.from_text(
+        """
+version: 1
+http:
+  allow:
+    - {id: docs, host: docs.example.com, path: /v1/**}
+    - {id: up, host: up.example.com, methods: [POST, DELETE], tunnel: true}
+    - {id: inner, host: api.internal.test, scheme: http, port: 8080, addresses: [10.0.0.5]}
+  secrets:
+    - {name: up-key, host: up.example.com, env: UP_KEY, attach: bearer}
+"""
+    )
+    lines = explain_lines(policy)
+    assert "[high] http: may POST/DELETE https://up.example.com (443) /**" in lines
+    assert any("tunnel (CONNECT) to `up.example.com`" in line for line in lines)
+    assert any("may reach the internal address(es) 10.0.0.5" in line for line in lines)
+    assert any("<SECRET_UP_KEY>" in line for line in lines)

@@ -153,6 +153,54 @@ class HTTPConfig:
     content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
     user_agent: str = "stockade"
 
+    def explain(self) -> list[Any]:
+        """Lines for ``policy explain``: what each entry reaches, in URL form, worst first."""
+        from stockade.policy.explain import Explanation
+
+        out: list[Any] = []
+        for e in self.entries:
+            if e.effect is Effect.DENY:
+                continue
+            ports = "any port" if e.ports is None else ", ".join(str(p) for p in sorted(e.ports))
+            urls = ", ".join(
+                f"{'/'.join(e.schemes)}://{h} ({ports}) {', '.join(e.paths)}" for h in e.hosts
+            )
+            writes = [m for m in e.methods if m not in READ_ONLY]
+            risk = "high" if "DELETE" in writes else "medium" if writes else "low"
+            if "*" in e.hosts:
+                risk = {"low": "medium", "medium": "high", "high": "critical"}[risk]
+            verb = "may" if e.effect is Effect.ALLOW else "may, after approval,"
+            out.append(
+                Explanation(risk, f"http: {verb} {'/'.join(e.methods)} {urls}", f"http:{e.id}")
+            )
+            if e.addresses:
+                out.append(
+                    Explanation(
+                        "medium",
+                        f"http: `{'`, `'.join(e.hosts)}` may reach the internal address(es) "
+                        + ", ".join(e.addresses),
+                        f"http:{e.id}",
+                    )
+                )
+            if e.tunnel:
+                out.append(
+                    Explanation(
+                        "high",
+                        f"http: the proxy may tunnel (CONNECT) to `{'`, `'.join(e.hosts)}` "
+                        f"({ports}): any method and path inside TLS",
+                        f"http:{e.id}:tunnel",
+                    )
+                )
+        for sec in self.secrets:
+            out.append(
+                Explanation(
+                    "info",
+                    f"http: requests to `{'`, `'.join(sec.hosts)}` carry the credential "
+                    f"{sec.placeholder} ({sec.attach}); the model never sees its value",
+                )
+            )
+        return out
+
     def address_policy(self) -> AddressPolicy:
         """The exact non-public addresses the entries name (IP-literal hosts name themselves)."""
         allowances = []
