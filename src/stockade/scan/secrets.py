@@ -135,7 +135,7 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
     ),
     SecretPattern(
         "connection-password",
-        r"(?i)(?:^|[;\s\"'])(?:password|pwd)\s*=\s*([^;'\"\s]{4,})",
+        r"(?i)(?:^|[;\s\"'])(?:password|pwd)\s*=\s*([^;'\"\s),]{4,})",
         "password in a connection string",
         1,
     ),
@@ -152,8 +152,11 @@ _BEARER = compile_re2(r"(?i)\b(?:authorization\s*:\s*)?bearer\s+([A-Za-z0-9._~+/
 _PLACEHOLDER = compile_re2(
     r"(?i)^(?:x{4,}|\*{3,}|\.{3,}|<[^>]*>|\$\{[^}]*\}?|\$[A-Z_][A-Z0-9_]*|%\(?[a-z_]+\)?s?|"
     r"\{\{[^}]*\}\}|\{[a-z_]*\}|(?:your|my|the|example|dummy|fake|test|sample|changeme|"
-    r"placeholder|redacted|secret|password|token)[a-z_-]*|.*(?:example|xxxx|\.\.\.|redacted).*)$"
+    r"placeholder|redacted|secret|password|passwd|pass|pwd|pw|token|none|null|nil|true|false|"
+    r"undefined)[a-z_-]*|.*(?:example|xxxx|\.\.\.|redacted).*|"
+    r"[\w.-]+\.(?:key|pem|json|txt|ya?ml|crt|cer|p12|pfx|env|ini|cfg|conf|toml|db|gpg|asc))$"
 )
+_WORDS = compile_re2(r"[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 _CODE_LIKE = compile_re2(
     r"^(?:[A-Za-z_][A-Za-z_]*|[A-Za-z_][A-Za-z0-9_]*(?:(?:\.|->|::)[A-Za-z_][A-Za-z0-9_]*)+.*|"
     r"[A-Za-z_][A-Za-z0-9_.]*[(\[].*|(?:os\.environ|process\.env|getenv|env\.|self\.|this\.|"
@@ -164,6 +167,8 @@ _UUID = compile_re2(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
 
+#: kinds whose value may be a placeholder or a name rather than a secret
+_CHECKED = frozenset({"connection-password", "url-password"})
 _SET = compile_set([p.pattern for p in SECRET_PATTERNS])
 _RX = [compile_re2(p.pattern) for p in SECRET_PATTERNS]
 _PREFILTER = compile_re2(r"(?i)api|key|secret|token|passw|pwd|auth|credential|bearer|private")
@@ -178,12 +183,24 @@ def _classes(value: str) -> int:
     )
 
 
+def _is_identifier(value: str) -> bool:
+    """A name such as ``Ed25519PrivateKey`` or ``max_retries2``: words, not noise.
+
+    Split at case and digit boundaries, a name has few, long segments; a
+    random token has many short ones.
+    """
+    if not value.replace("_", "").isalnum():
+        return False
+    segments = _WORDS.findall(value)
+    return bool(segments) and len(value.replace("_", "")) / len(segments) >= 4
+
+
 def _not_a_value(value: str) -> bool:
-    return bool(_PLACEHOLDER.match(value) or _CODE_LIKE.match(value))
+    return bool(_PLACEHOLDER.match(value) or _CODE_LIKE.match(value) or _is_identifier(value))
 
 
 def _is_generic_secret(value: str) -> bool:
-    if _PLACEHOLDER.match(value) or _CODE_LIKE.match(value):
+    if _not_a_value(value):
         return False
     if _UUID.match(value):
         return True  # a UUID assigned to a secret-ish name is an API key in many services
@@ -206,7 +223,7 @@ def scan_secrets(text: str) -> list[Hit]:
             s, e = enc.span(m, spec.group)
             if s < 0 or e <= s:
                 continue
-            if spec.kind == "connection-password" and _not_a_value(enc.group(m, spec.group)):
+            if spec.kind in _CHECKED and _not_a_value(enc.group(m, spec.group)):
                 continue
             hits.append(Hit("secrets", spec.kind, s, e, spec.score, spec.reason))
             taken.append((s, e))
