@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     line("verify records/s", "verify_records_per_s", None, 200000)
     line("  (plain read of the same rows, records/s)", "verify_baseline_read_per_s")
-    line("bytes per record on disk (SQLite, with indexes)", "bytes_per_record")
+    line("bytes per record on disk (SQLite file, after WAL checkpoint)", "bytes_per_record")
     line("bytes per record JSON", "record_json_bytes")
     return 0
 
