@@ -325,21 +325,26 @@ class FSEngine:
         truncated = False
         try:
             with os.scandir(fd) as it:
-                names = sorted(e.name for e in it)
-            for name in names:
-                if self.tool.section_denied(_join(path, name)):
+                found = sorted(it, key=lambda e: e.name)
+            for entry in found:
+                if self.tool.section_denied(_join(path, entry.name)):
                     continue
                 if len(entries) >= self.limits.list_entries:
                     truncated = True
                     break
+                # The directory entry's type needs no system call; only files get a stat.
                 try:
-                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    if entry.is_symlink():
+                        kind, size = "symlink", None
+                    elif entry.is_dir(follow_symlinks=False):
+                        kind, size = "dir", None
+                    else:
+                        st = entry.stat(follow_symlinks=False)
+                        kind = kind_of(st.st_mode)
+                        size = st.st_size if kind == "file" else None
                 except FileNotFoundError:
                     continue
-                kind = kind_of(st.st_mode)
-                entries.append(
-                    {"name": name, "type": kind, "size": st.st_size if kind == "file" else None}
-                )
+                entries.append({"name": entry.name, "type": kind, "size": size})
         finally:
             os.close(fd)
         return entries, {"entries": len(entries), "truncated": truncated}, [path]
