@@ -11,7 +11,9 @@ Text an agent reads can carry instructions a human reviewer never sees:
 - **bidi controls** (U+202A–U+202E, U+2066–U+2069) reorder what is shown
   ("trojan source");
 - **homoglyphs**: a word mixing Latin with Cyrillic or Greek letters
-  (``pаypal`` with a Cyrillic ``а``) looks like one thing and matches another.
+  (``pаypal`` with a Cyrillic ``а``) looks like one thing and matches another;
+- **invisible HTML**: elements styled ``display:none``, ``font-size:0``, white
+  or off-screen carry text a person never sees on the rendered page.
 
 >>> [h.kind for h in scan_hygiene("pay\\u200bpal")]
 ['zero-width']
@@ -46,6 +48,13 @@ _BIDI_OVERRIDE = r"\x{202A}-\x{202E}\x{2066}-\x{2069}"
 _BIDI_MARK = r"\x{200E}\x{200F}\x{061C}"
 _VARIATION = r"\x{E0100}-\x{E01EF}\x{FE00}-\x{FE0D}"
 _FULLWIDTH = r"\x{FF01}-\x{FF5E}"
+
+_HIDDEN_HTML = compile_re2(
+    r"(?i)<[a-z][a-z0-9]*\b[^>]*?(?:\bhidden\b(?:\s*=\s*[\"']?(?:hidden|true)?[\"']?)?[\s/>]|"
+    r"\bstyle\s*=\s*[\"'][^\"'>]*(?:display\s*:\s*none|visibility\s*:\s*hidden|"
+    r"font-size\s*:\s*0(?:px|pt|em|rem)?\s*[;\"']|opacity\s*:\s*0(?:\.0+)?\s*[;\"']|"
+    r"(?:left|top|text-indent)\s*:\s*-\d{3,}|color\s*:\s*(?:#fff(?:fff)?|white|transparent)\b))"
+)
 
 #: one RE2 pass says which kinds of odd characters a text has at all; indexes below
 _PRESENT = compile_set(
@@ -161,14 +170,24 @@ def decode_hidden(text: str, enc: Encoded | None = None) -> list[tuple[int, int,
     return out
 
 
-def scan_hygiene(text: str) -> list[Hit]:
-    """Report invisible characters, bidi overrides and mixed-script words."""
-    if text.isascii():
+def _hidden_html(text: str) -> list[Hit]:
+    """HTML elements styled to be invisible: text a reader does not see but a model does."""
+    if "style" not in text and "hidden" not in text:
         return []
+    return [
+        Hit("hygiene", "hidden-html", m.start(), m.end(), 0.5, "element styled invisible")
+        for m in _HIDDEN_HTML.finditer(text)
+    ]
+
+
+def scan_hygiene(text: str) -> list[Hit]:
+    """Report invisible characters, bidi overrides, mixed-script words, invisible HTML."""
+    if text.isascii():
+        return _hidden_html(text)
     enc = Encoded(text)
     present = _present(enc)
     if not present:
-        return []
+        return _hidden_html(text)
     hits: list[Hit] = []
     for kind, (rx, score) in _RUNS.items():
         if _P_RUN[kind] not in present:
@@ -188,6 +207,7 @@ def scan_hygiene(text: str) -> list[Hit]:
     for s, e, _ in _runs(_FULLWIDTH_RUN, enc) if _P_FULLWIDTH in present else ():
         if e - s >= 3:
             hits.append(Hit("hygiene", "fullwidth", s, e, 0.4, "fullwidth letters"))
+    hits.extend(_hidden_html(text))
     hits.sort(key=lambda h: (h.start, h.end))
     return hits
 
