@@ -444,3 +444,55 @@ http:
     assert any("tunnel (CONNECT) to `up.example.com`" in line for line in lines)
     assert any("may reach the internal address(es) 10.0.0.5" in line for line in lines)
     assert any("<SECRET_UP_KEY>" in line for line in lines)
+
+
+class _RecordingScanner:
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+    def scan_arguments(self, call: ToolCall, session: Any) -> Any:
+        from stockade.model import Decision
+        from stockade.stages import ArgumentScan
+
+        self.seen.append(dict(call.args))
+        decision = None
+        if "card 4111" in str(call.args.get("body", "")):
+            decision = Decision.deny("scan:pii", "a card number is leaving")
+        return ArgumentScan(call=call, masked_args=call.args, decision=decision)
+
+
+class _RecordingFlow:
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+    def check(self, call: ToolCall, session: Any) -> Any:
+        from stockade.stages import FlowVerdict
+
+        self.seen.append(dict(call.args))
+        return FlowVerdict()
+
+    def observe(self, call: ToolCall, value: Any, labels: Any, session: Any) -> None:
+        self.seen.append({"observed": [lab.source for lab in labels]})
+
+    def user_said(self, session: Any, text: str) -> None:
+        pass
+
+
+def test_outbound_checks_see_url_and_body(server: LoopbackServer) -> None:
+    """The argument scanner and the flow stage see the request's url, method, headers, body."""
+    scanner, flow = _RecordingScanner(), _RecordingFlow()
+    guard = Guard.from_text(policy_text(server.port, 1), scanner=scanner, flow=flow)
+    url = server.url("/a/../items")
+    guard.call("http", "request", {"url": url, "method": "POST", "json": {"n": 1}})
+    assert scanner.seen[0]["url"] == url and scanner.seen[0]["json"] == {"n": 1}
+    canonical = flow.seen[0]
+    assert canonical["url"] == server.url("/items")
+    assert canonical["body"] == '{"n":1}' and canonical["method"] == "POST"
+    assert flow.seen[1] == {"observed": [f"http:{server.url('/items')}"]}
+    server.hits.clear()
+    with pytest.raises(Denied, match="scan:pii"):
+        guard.call(
+            "http", "request", {"url": url, "method": "POST", "body": "card 4111 1111 1111 1111"}
+        )
+    assert server.hits == []
+    guard.close()
