@@ -267,3 +267,12 @@ def test_pseudonyms_round_trip_through_async_calls() -> None:
 
     assert asyncio.run(agent()) == "sent to <EMAIL_1>"
     assert sent == [("ada@example.org", "hi")]
+
+
+def test_the_audit_copy_of_a_leaking_call_does_not_carry_the_canary() -> None:
+    guard, _ = make()
+    token = guard.canary()
+    with pytest.raises(Denied):
+        guard.call("mail", "call", {"to": "bob@example.org", "body": f"fyi {token}"})
+    log = audit_text(guard)
+    assert token not in log and "[REDACTED:CANARY]" in log

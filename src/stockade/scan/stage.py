@@ -122,7 +122,7 @@ class Scanner:
         """
         names = frozenset(self.config.results if scanners is None else scanners)
         out = TextScan(text)
-        out.hits.extend(self.canaries.find(text))
+        canaries = self.canaries.find(text)
         if "hygiene" in names:
             out.hits.extend(scan_hygiene(text))
         if "injection" in names:
@@ -136,7 +136,8 @@ class Scanner:
             out.injection_score = max(report.score, combine_scores(scores[1:]) if scores[1:] else 0)
             if report.score >= self.config.threshold or any(h.kind == "classifier" for h in hits):
                 out.hits.extend(hits)
-        maskable: list[Hit] = []
+        # a canary is redacted too: the audit copy of a leaking call must not spread it
+        maskable: list[Hit] = list(canaries)
         if "secrets" in names:
             maskable.extend(scan_secrets(text))
         if "pii" in names:
@@ -176,6 +177,7 @@ class Scanner:
         modes = dict(self.config.mask)
         modes.setdefault("secrets", "redact")
         modes.setdefault("pii", "pseudonym")
+        modes["canary"] = "redact"
         return modes
 
     # -- the stage ------------------------------------------------------------------
