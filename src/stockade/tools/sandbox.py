@@ -1028,10 +1028,12 @@ class Sandbox:
         finally:
             os.close(status_r)
         if status is None or "error" in status:
+            detail = _first_error_line(proc) if status is None else ""
             handle.kill()
             if status is None:
                 code = proc.returncode
-                raise ExecError(f"the sandbox did not start the command (status {code})")
+                why = f": {detail}" if detail else ""
+                raise ExecError(f"the sandbox did not start the command (status {code}){why}")
             raise ExecError(f"the sandbox did not start the command: {status['error']}")
         applied = status.get("ok") or {}
         handle.layers["landlock"] = int(applied.get("landlock", 0))
@@ -1194,6 +1196,22 @@ class SandboxedProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def _first_error_line(proc: subprocess.Popen[bytes]) -> str:
+    """bubblewrap's complaint, when it failed before the launcher ran (stderr piped)."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+    if proc.stderr is None:
+        return ""
+    fd = proc.stderr.fileno()
+    os.set_blocking(fd, False)
+    try:
+        text = os.read(fd, 4096).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0][:200] if lines else ""
 
 
 def _read_status(fd: int, deadline: float) -> dict[str, Any] | None:
