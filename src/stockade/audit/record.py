@@ -65,10 +65,10 @@ def _plain(value: Any) -> Any:
     return f"<{type(value).__name__}>"
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+# one encoder for every record (json.dumps would build a new one per call)
+_dumps = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -162,11 +162,15 @@ def encode_event(event: AuditEvent, origin: str, hasher: ArgsHMAC) -> bytes:
         "action": event.action,
         "args": event.args,
         "args_hmac": hasher.digest(event.raw_args),
-        "decision": d.effect.value if d is not None else "",
+        "decision": d.effect if d is not None else "",
         "rule": d.rule if d is not None else "",
         "reason": d.reason if d is not None else "",
         "mode": event.mode,
-        "labels": [label.as_dict() for label in event.labels] if event.labels else [],
+        # the enums are str subclasses: JSON writes their values
+        "labels": [
+            {"source": x.source, "integrity": x.integrity, "confidentiality": x.confidentiality}
+            for x in event.labels
+        ],
         "findings": [f.as_dict() for f in event.findings] if event.findings else [],
         "result_digest": event.result_digest,
         "result_size": event.result_size,
