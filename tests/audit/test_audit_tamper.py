@@ -282,3 +282,27 @@ def test_legitimate_history_verifies(
         mirror if mirror.exists() else None,
         strict=bool(case.get("strict")),
     )
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_each_layer_alone(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, keys: KeyPaths, origin: str
+) -> None:
+    """The chain hash alone guards the unsigned tail; the signed root alone guards the rest
+    once a forger rewrites the chain (the `-and-rechain` cases above)."""
+    location = str(tmp_path / "audit.db") if kind == "sqlite" else request.getfixturevalue("pg_db")
+    log = open_log(make_store(kind, location, origin), keys, checkpoint_every=10)
+    for i in range(25):
+        log.append(event(i))
+    log.store.close()  # the writer dies: records 20..24 are not signed yet
+    t = Tamperer(kind, location, origin)
+    t.apply({"change": {"seq": 22, "find": "notes/22.md", "replace": "notes/ok.md"}})
+    with pytest.raises(AuditIntegrityError) as info:
+        _verify(kind, location, origin, keys, None)
+    assert (info.value.kind, info.value.seq) == ("invalid", 22)  # the chain, no signature yet
+    t.apply({"rechain": {}})
+    t.close()
+    _verify(kind, location, origin, keys, None)  # nothing signed covers it: only a warning
+    with pytest.raises(AuditIntegrityError) as info:
+        _verify(kind, location, origin, keys, None, strict=True)
+    assert (info.value.kind, info.value.seq) == ("missing", 20)
