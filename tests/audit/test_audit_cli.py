@@ -352,3 +352,11 @@ def test_postgres_store_from_the_command_line(
     ]
     code, out, _ = _run(capsys, "proof", *where, "--consistency", "4", "8")
     assert code == 0 and json.loads(out)["size2"] == 8
+
+
+def test_missing_configured_mirror(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (filled.parent / "state" / "mirror.jsonl").unlink()
+    code, out, _ = _run(capsys, "verify", "--policy", str(filled))
+    assert code == 0 and "mirror" in out and "is missing" in out
+    code, _, err = _run(capsys, "verify", "--policy", str(filled), "--strict")
+    assert code == EXIT_CODES["missing"] and "is missing" in err

@@ -174,9 +174,17 @@ def _init(args: argparse.Namespace) -> int:
 def _run_verify(args: argparse.Namespace, config: AuditConfig, store: Store) -> VerifyReport:
     mirror: list[Checkpoint] = []
     mirror_file = Path(args.mirror) if args.mirror else config.mirror_file
-    if mirror_file is not None and (args.mirror or mirror_file.exists()):
+    absent = mirror_file is not None and not args.mirror and not mirror_file.exists()
+    if mirror_file is not None and not absent:
         mirror = read_mirror(mirror_file)
-    return verify_log(store, _public_key(args, config), mirror=mirror, strict=args.strict)
+    report = verify_log(store, _public_key(args, config), mirror=mirror, strict=args.strict)
+    if absent and report.checkpoints:
+        # a log with checkpoints whose configured mirror is gone: cut together?
+        message = f"the policy's checkpoint mirror `{mirror_file}` is missing"
+        if args.strict:
+            raise AuditIntegrityError(message, kind="missing", seq=None)
+        report.warnings.append(message + "; checked without it")
+    return report
 
 
 def _verify(args: argparse.Namespace) -> int:
