@@ -571,3 +571,39 @@ def test_shadow_mode_records_but_the_engine_still_refuses(arena: Arena) -> None:
         events = guard.audit.events  # type: ignore[attr-defined]
         shadowed = [e.decision.shadow for e in events if e.decision and e.decision.shadow]
         assert {s.rule for s in shadowed} >= {"fs:builtin-deny", "fs:symlink"}
+
+
+@pytest.mark.redis
+def test_session_caps_are_shared_across_workers_through_redis(arena: Arena, redis_url: str) -> None:
+    import uuid
+
+    from stockade import Guard, RedisSessionStore
+    from stockade.stages import MemoryAuditSink, NoFlow, NoScanner
+
+    prefix = f"stockade-test-{uuid.uuid4().hex}:"
+    text = everything_policy(arena.root, extra="  limits: {session_read_bytes: 15}\n")
+    workers = [
+        Guard(
+            Policy.from_text(text),
+            audit=MemoryAuditSink(),
+            scanner=NoScanner(),
+            flow=NoFlow(),
+            sessions=RedisSessionStore(redis_url, prefix=prefix),
+        )
+        for _ in range(2)
+    ]
+    try:
+        assert workers[0].call("fs", "read", {"path": "notes/a.txt"}, session="s").value
+        assert workers[1].call("fs", "read", {"path": "notes/a.txt"}, session="s").value == "hel"
+        with pytest.raises(FSError, match="read budget is spent"):
+            workers[0].call("fs", "read", {"path": "notes/a.txt"}, session="s")
+    finally:
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+        client.close()
+        for w in workers:
+            w.close()
+            w.sessions._redis.close()  # type: ignore[attr-defined]  # the store has no close()
