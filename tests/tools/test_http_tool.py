@@ -85,9 +85,15 @@ def test_secret_never_reaches_the_model_audit_or_logs(
     seen += [repr(r.value), repr(r.meta), repr(r.labels), repr(r.call)]
     assert "<SECRET_TEST_API>" in r.value["body"] + repr(r.value["headers"]) + r.value["url"]
     assert r.meta["http_credentials"] == ["test-api"]
-    # 2. a redirect that carries the query (with a query-attached secret) along
-    r = guard.call("http", "request", {"url": server.url("/echo-redirect")})
-    seen += [repr(r.value), repr(r.meta), repr(r.labels)]
+    # 2. a redirect that carries the query (with a query-attached secret) along:
+    #    not followed when the new URL holds the credential
+    if attach == "query":
+        with pytest.raises(HTTPError, match="carries a brokered credential") as refused:
+            guard.call("http", "request", {"url": server.url("/echo-redirect")})
+        seen += _texts(refused.value)
+    else:
+        r = guard.call("http", "request", {"url": server.url("/echo-redirect")})
+        seen += [repr(r.value), repr(r.meta), repr(r.labels)]
     # 3. the model sets its own Authorization: replaced, never echoed as the secret
     r = guard.call(
         "http", "request", {"url": server.url("/echo"), "headers": {"Authorization": "mine"}}
@@ -495,4 +501,24 @@ def test_outbound_checks_see_url_and_body(server: LoopbackServer) -> None:
             "http", "request", {"url": url, "method": "POST", "body": "card 4111 1111 1111 1111"}
         )
     assert server.hits == []
+    guard.close()
+
+
+def test_redirect_hops_are_decided_and_audited_like_calls(server: LoopbackServer) -> None:
+    scanner, audit = _RecordingScanner(), MemoryAuditSink()
+    guard = Guard.from_text(policy_text(server.port, 1), scanner=scanner, audit=audit)
+    r = guard.call("http", "request", {"url": server.url("/hops/2")})
+    assert r.meta["http_redirects"] == [server.url("/hops/1"), server.url("/hops/0")]
+    assert [a["url"] for a in scanner.seen] == [
+        server.url("/hops/2"),
+        server.url("/hops/1"),
+        server.url("/hops/0"),
+    ]
+    kinds = [(e.kind, e.args.get("url")) for e in audit.events]
+    assert kinds == [
+        ("decision", server.url("/hops/2")),
+        ("decision", server.url("/hops/1")),
+        ("decision", server.url("/hops/0")),
+        ("outcome", server.url("/hops/2")),
+    ]
     guard.close()

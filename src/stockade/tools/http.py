@@ -192,7 +192,7 @@ class HTTPTool(Capability):
             raise HTTPError("`connect` opens tunnels for the proxy only; use `request`")
         forms = self._broker.forms()
         try:
-            return self._execute(call, forms)
+            return self._execute(call, forms, ctx)
         except HTTPError as exc:
             raise HTTPError(mask(str(exc), forms)) from None
         except Exception as exc:
@@ -213,7 +213,7 @@ class HTTPTool(Capability):
 
     # -- engine ----------------------------------------------------------------------------
 
-    def _execute(self, call: ToolCall, forms: list[tuple[str, str]]) -> Output:
+    def _execute(self, call: ToolCall, forms: list[tuple[str, str]], ctx: Context | None) -> Output:
         cfg = self.config
         deadline = time.monotonic() + cfg.timeout
         args = dict(call.args)
@@ -227,7 +227,7 @@ class HTTPTool(Capability):
                 sent.response.close()
                 if len(hops) >= cfg.max_redirects:
                     raise HTTPError(f"more than {cfg.max_redirects} redirects")
-                args = self._redirect(call, args, status, location)
+                args = self._redirect(args, status, location, forms, ctx)
                 hops.append(mask(args["url"], forms))
                 continue
             break
@@ -256,10 +256,21 @@ class HTTPTool(Capability):
         return Output(value=value, labels=(Label(f"http:{url}", Integrity.UNTRUSTED),), meta=meta)
 
     def _redirect(
-        self, call: ToolCall, args: Mapping[str, Any], status: int, location: str
+        self,
+        args: Mapping[str, Any],
+        status: int,
+        location: str,
+        forms: list[tuple[str, str]],
+        ctx: Context | None,
     ) -> dict[str, Any]:
-        """The next hop's canonical arguments, decided by the same rules and checks."""
+        """The next hop's canonical arguments, decided like a call of its own.
+
+        The hop goes through the guard's whole decision (argument scanners,
+        rules, the tool's check, flow, limits) and gets its own audit record.
+        """
         target = urllib.parse.urljoin(args["url"], location)
+        if mask(target, forms) != target:
+            raise HTTPError("redirect to a URL that carries a brokered credential; not followed")
         method = args["method"]
         body = args.get("body", "")
         if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
@@ -267,14 +278,11 @@ class HTTPTool(Capability):
         headers = dict(args.get("headers") or {})
         if method == "GET":
             headers.pop("content-type", None)
-        hop = ToolCall("http", "request", {"url": target}, session=call.session)
+        raw = {"url": target, "method": method, "headers": headers, "body": body}
         try:
-            hop = self.prepare(
-                hop.with_args({"url": target, "method": method, "headers": headers, "body": body})
-            )
+            hop_args = canonical_request(raw, self.config.max_request_bytes)
         except HTTPError as exc:
             raise HTTPError(f"redirect to an invalid URL: {exc}") from None
-        hop_args = dict(hop.args)
         if (hop_args["scheme"], hop_args["host"], hop_args["port"]) != (
             args["scheme"],
             args["host"],
@@ -282,9 +290,15 @@ class HTTPTool(Capability):
         ):
             for h in ("authorization", "cookie"):
                 hop_args["headers"].pop(h, None)
-        hop = hop.with_args(hop_args)
-        own = self.check(hop)
-        decision = own if own is not None else self._policy.decide(hop)
+        hop = ToolCall("http", "request", hop_args, session=ctx.session.id if ctx else "")
+        decision = self.check(hop)
+        if decision is None:
+            guard = getattr(ctx.session, "guard", None) if ctx is not None else None
+            if ctx is not None and guard is not None:
+                raw["headers"] = hop_args["headers"]
+                decision = guard.decide("http", "request", raw, session=ctx.session)
+            else:
+                decision = self._policy.decide(hop)
         if decision.effect is not Effect.ALLOW:
             raise HTTPError(f"redirect to `{hop_args['url']}` denied by {decision.rule}")
         return hop_args
