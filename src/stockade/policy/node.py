@@ -21,10 +21,26 @@ import yaml
 
 from stockade.errors import PolicyError, PolicyProblem
 
-try:  # the C loader is much faster where PyYAML was built with libyaml
-    from yaml import CSafeLoader as _Loader
-except ImportError:  # pragma: no cover - depends on the PyYAML build
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+def _pick_loader() -> Any:
+    """The C loader where PyYAML has libyaml and it resolves tags, else the Python one.
+
+    The C loader has been seen composing nodes of a second copy of
+    ``yaml.nodes`` (under coverage with a narrowed ``--source``); PyYAML's
+    resolver then leaves every tag unresolved. A one-line self-check avoids it.
+    """
+    c_loader = getattr(yaml, "CSafeLoader", None)
+    if c_loader is not None:
+        probe = c_loader("a: 1")
+        try:
+            if probe.get_single_node().tag == "tag:yaml.org,2002:map":
+                return c_loader
+        finally:
+            probe.dispose()
+    return yaml.SafeLoader  # pragma: no cover - depends on the PyYAML build
+
+
+_Loader = _pick_loader()
 
 __all__ = ["Invalid", "Node", "parse_yaml"]
 
@@ -240,7 +256,11 @@ class Node:
 def _build(node: yaml.Node, loader: Any, file: str, path: str) -> Node:
     mark = node.start_mark
     line, column = mark.line + 1, mark.column + 1
-    if isinstance(node, yaml.MappingNode):
+    # Node kinds by their `id`, not isinstance: the C loader's nodes and
+    # yaml.nodes can be distinct classes when yaml is imported twice (seen
+    # under coverage with a narrowed --source).
+    kind = getattr(node, "id", "")
+    if kind == "mapping":
         out: dict[str, Node] = {}
         marks: dict[str, tuple[int, int]] = {}
         parent = Node(out, file, line, column, path, marks)
@@ -263,12 +283,12 @@ def _build(node: yaml.Node, loader: Any, file: str, path: str) -> Node:
             marks[key] = (kline, kcol)
             out[key] = _build(value_node, loader, file, parent.child_path(key))
         return parent
-    if isinstance(node, yaml.SequenceNode):
+    if kind == "sequence":
         seq = Node([], file, line, column, path)
         seq.value = [_build(v, loader, file, seq.child_path(i)) for i, v in enumerate(node.value)]
         return seq
     value = loader.construct_object(node, deep=True)
-    raw = node.value if isinstance(node, yaml.ScalarNode) else ""
+    raw = node.value if kind == "scalar" and isinstance(node.value, str) else ""
     if isinstance(value, bool) and raw.lower() not in ("true", "false"):
         # YAML 1.1 reads yes/no/on/off (and NO, the country code) as booleans.
         raise Invalid(
