@@ -29,7 +29,7 @@ from stockade.policy import Policy
 __all__ = ["SCENES", "Demo", "run_demo"]
 
 #: scenes in the order they play; a scene whose module is missing is skipped
-SCENES = ("core", "fs", "http", "sql", "exec", "flow", "scan", "audit")
+SCENES = ("core", "fs", "http", "sql", "exec", "flow", "scan", "integrations", "audit")
 
 
 @dataclass
