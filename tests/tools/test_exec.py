@@ -222,9 +222,9 @@ def test_limits_are_reported(workspace: Path) -> None:
 def test_sandbox_unavailable_fails_the_call(
     workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import stockade.tools.sandbox as sandbox_mod
+    import stockade.tools.sandbox_host as host
 
-    monkeypatch.setattr(sandbox_mod, "_probes", {})
+    monkeypatch.setattr(host, "_probes", {})
     empty = tmp_path / "bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))

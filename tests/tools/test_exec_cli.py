@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import stockade.tools.sandbox as sandbox_mod
+import stockade.tools.sandbox_host as host
 from stockade.tools import exec_cli
 
 
@@ -37,8 +37,8 @@ def test_check_reports_the_layers(policy: Path, capsys: pytest.CaptureFixture[st
 def test_check_without_bubblewrap_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(sandbox_mod, "_probes", {})
-    monkeypatch.setattr(sandbox_mod, "_launcher_cache", {})  # no compiler on this PATH either
+    monkeypatch.setattr(host, "_probes", {})
+    monkeypatch.setattr(host, "_launcher_cache", {})  # no compiler on this PATH either
     empty = tmp_path / "bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 import stockade.tools.sandbox as sandbox_mod
+import stockade.tools.sandbox_host as host
 from stockade.errors import ExecError, SandboxUnavailable
 from stockade.tools.sandbox import Limits, Sandbox, SandboxConfig
 
@@ -27,7 +28,7 @@ def sandbox(workspace: Path) -> Sandbox:
 @pytest.fixture
 def fresh_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forget the cached probe so a changed PATH is seen."""
-    monkeypatch.setattr(sandbox_mod, "_probes", {})
+    monkeypatch.setattr(host, "_probes", {})
 
 
 @pytest.mark.parametrize("launcher", [None, "python"], ids=["default-launcher", "python-launcher"])
@@ -89,7 +90,7 @@ def test_cwd_symlink_out_of_the_workspace_is_refused(sandbox: Sandbox, workspace
 
 
 def test_c_launcher_is_used_where_a_compiler_is(sandbox: Sandbox) -> None:
-    expected = "c" if sandbox_mod._c_launcher() else "python"
+    expected = "c" if host._c_launcher() else "python"
     assert sandbox.layers["launcher"] == expected
 
 
@@ -198,14 +199,14 @@ def test_popen_kill_ends_the_whole_tree(sandbox: Sandbox) -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="the pids cgroup is only used by root")
 def test_root_runs_leave_no_cgroups(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[Path] = []
-    real_create = sandbox_mod._PidsCgroup.create
+    real_create = host._PidsCgroup.create
 
     def create(base: Path, limit: int) -> Any:
         group = real_create(base, limit)
         made.append(group.path)
         return group
 
-    monkeypatch.setattr(sandbox_mod._PidsCgroup, "create", staticmethod(create))
+    monkeypatch.setattr(host._PidsCgroup, "create", staticmethod(create))
     sandbox.run(["/bin/true"])
     sandbox.run(["/bin/sh", "-c", "sleep 30"], limits=Limits(timeout=0.5))
     assert len(made) == 2

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-import stockade.tools.sandbox as sandbox_mod
+import stockade.tools.sandbox_host as host
 from stockade.tools.sandbox import Limits, Sandbox, SandboxConfig
 
 NOBODY = 65534
@@ -64,9 +64,9 @@ def _as_nobody(workspace: Path, launchers: tuple[str | None, ...]) -> dict[str, 
             os.setgroups([])
             os.setgid(NOBODY)
             os.setuid(NOBODY)
-            sandbox_mod._probes.clear()
-            sandbox_mod._launcher_cache.clear()
-            sandbox_mod._private_dir.clear()
+            host._probes.clear()
+            host._launcher_cache.clear()
+            host._private_dir.clear()
             # Our interpreter may live in root's home, which nobody cannot read;
             # the Python launcher then runs on the system's (same minor version).
             if not os.access(sys.executable, os.X_OK) and "python" in launchers:

@@ -24,7 +24,7 @@ __all__ = ["register"]
 
 
 def _check(args: argparse.Namespace) -> int:
-    from stockade.tools.sandbox import _c_launcher, _PidsCgroup, probe
+    from stockade.tools.sandbox_host import _c_launcher, _PidsCgroup, probe
 
     p = probe()
     rows: list[tuple[str, str]] = [
