@@ -199,8 +199,16 @@ def explain(policy: Policy) -> list[Explanation]:
                 "the policy is in shadow mode: it records what it would deny but blocks nothing",
             )
         )
+    # A section that explains itself speaks for the rules it made (ids `name:...`).
+    self_explained = tuple(
+        f"{name}:"
+        for name, section in policy.sections.items()
+        if callable(getattr(section, "explain", None))
+    )
     for spec in policy.rules:
         if spec.mode == "shadow" or spec.effect is Effect.DENY:
+            continue
+        if self_explained and spec.id.startswith(self_explained):
             continue
         for tool in spec.tools:
             for action in spec.actions:
