@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -45,6 +46,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--runs", type=int, default=40, help="runs per figure (default 40)")
     args = parser.parse_args()
+    logging.getLogger("stockade.exec").setLevel(logging.ERROR)  # the sandbox: none warning
 
     with tempfile.TemporaryDirectory(prefix="stockade-bench-exec-") as tmp:
         ws = Path(tmp)
