@@ -342,8 +342,14 @@ def _c_launcher() -> str | None:
                     timeout=120,
                     check=False,
                 )
+                # It must also run from there (a noexec /tmp would stop it):
+                # without arguments it prints its usage and exits 126.
                 if done.returncode == 0 and os.access(target, os.X_OK):
-                    built = target
+                    probe_run = subprocess.run(  # noqa: S603 - the file just built
+                        [target], capture_output=True, timeout=30, check=False, env={}
+                    )
+                    if probe_run.returncode == 126 and b"usage" in probe_run.stderr:
+                        built = target
             except (OSError, subprocess.SubprocessError):
                 built = ""
         _launcher_cache[source] = built
