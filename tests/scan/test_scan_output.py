@@ -42,3 +42,18 @@ def test_canaries_recognise_only_their_own_tokens() -> None:
     assert theirs.find(token) == []
     forged = token[:-1] + ("0" if token[-1] != "0" else "1")
     assert mine.find(forged) == []
+
+
+def test_canaries_are_found_encoded() -> None:
+    import base64
+
+    c = Canaries(b"k" * 32)
+    token = c.new()
+    for encoded in (
+        base64.b64encode(f"prompt: {token}".encode()).decode(),
+        base64.urlsafe_b64encode(f"x{token}".encode()).decode(),
+        f"prompt {token}".encode().hex(),
+    ):
+        hits = c.find(f"data={encoded}&x=1")
+        assert [h.reason for h in hits] == ["encoded canary: leak"], encoded
+    assert c.find(base64.b64encode(b"nothing to see here, just a long enough text").decode()) == []

@@ -21,6 +21,9 @@ a shared list.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -38,7 +41,24 @@ _HTML = compile_re2(
     r"(?i)<\s*(img|a|iframe|script|link|source|video|audio|embed|object|form)\b[^>]*?"
     r"\b(?:src|href|data|action|srcset|poster)\s*=\s*[\"']?([^\"'\s>]+)[^>]*>"
 )
-_CANARY = compile_re2(r"\bctk_([0-9a-f]{16})([0-9a-f]{10})\b")
+# no word boundaries: a token glued to other text is still a leak (the tag rules out chance)
+_CANARY = compile_re2(r"ctk_([0-9a-f]{16})([0-9a-f]{10})")
+# a token is 30 characters: encoded it is at least 40 base64 or 60 hex characters
+_ENCODED = compile_re2(r"[A-Za-z0-9+/_-]{40,}={0,2}")
+
+
+def _decodings(run: str) -> list[str]:
+    """The texts ``run`` decodes to as base64, URL-safe base64 or hex (if any)."""
+    out = []
+    body = run.rstrip("=")
+    pad = "=" * (-len(body) % 4)
+    for decode in (base64.b64decode, base64.urlsafe_b64decode):
+        with contextlib.suppress(binascii.Error, ValueError):
+            out.append(decode(body + pad).decode("utf-8", "ignore"))
+    if len(run) % 2 == 0:
+        with contextlib.suppress(ValueError):
+            out.append(bytes.fromhex(run).decode("utf-8", "ignore"))
+    return out
 
 
 def _host(url: str) -> str | None:
@@ -142,12 +162,32 @@ class Canaries:
         nonce = secrets.token_hex(8)
         return f"ctk_{nonce}{self._tag(nonce)}"
 
+    def _plain(self, text: str) -> list[tuple[int, int]]:
+        out = []
+        if "ctk_" in text:
+            for m in _CANARY.finditer(text):
+                if hmac.compare_digest(self._tag(m.group(1)), m.group(2)):
+                    out.append((m.start(), m.end()))
+        return out
+
     def find(self, text: str) -> list[Hit]:
-        """Canary tokens of this key in ``text`` (tokens of other keys are ignored)."""
-        if "ctk_" not in text:
-            return []
-        hits = []
-        for m in _CANARY.finditer(text):
-            if hmac.compare_digest(self._tag(m.group(1)), m.group(2)):
-                hits.append(Hit("canary", "canary", m.start(), m.end(), 1.0, "canary token: leak"))
+        """Canary tokens of this key in ``text``, also base64- or hex-encoded.
+
+        Tokens of other keys are ignored. An encoded token is reported at the
+        span of the encoded run.
+        """
+        hits = [
+            Hit("canary", "canary", s, e, 1.0, "canary token: leak") for s, e in self._plain(text)
+        ]
+        budget = 64  # encoded runs decoded per text
+        for m in _ENCODED.finditer(text):
+            if budget <= 0:
+                break
+            budget -= 1
+            for decoded in _decodings(m.group(0)):
+                if self._plain(decoded):
+                    hits.append(
+                        Hit("canary", "canary", m.start(), m.end(), 1.0, "encoded canary: leak")
+                    )
+                    break
         return hits
