@@ -404,8 +404,12 @@ def test_mkdir_move_delete_edges(arena: Arena) -> None:
         with pytest.raises(FSError, match="does not exist"):
             guard.call("fs", "delete", {"path": "notes/missing"})
         os.symlink("a.txt", arena.root / "notes" / "ln")
+        assert guard.call("fs", "stat", {"path": "notes/ln"}).value["type"] == "symlink"
         with pytest.raises(Denied, match="fs:symlink"):
-            guard.call("fs", "delete", {"path": "notes/ln"})
+            guard.call("fs", "read", {"path": "notes/ln"})
+        assert guard.call("fs", "delete", {"path": "notes/ln"}).value["deleted"] == 1
+        assert (arena.root / "notes" / "a.txt").exists()  # the link went, not its target
+        os.symlink("a.txt", arena.root / "notes" / "ln")
         assert execute_raw(guard, "delete", {"path": "notes/ln"})["deleted"] == 1
 
 

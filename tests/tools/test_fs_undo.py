@@ -228,3 +228,46 @@ def test_cli_undo_conflict_exits_2_in_a_real_process(arena: Arena, guard: Guard)
 def test_cli_undo_help_names_the_options() -> None:
     with pytest.raises(SystemExit):
         main(["undo", "--help"])
+
+
+def test_undo_a_chain_of_moves_with_changes_between(arena: Arena, guard: Guard) -> None:
+    before = tree(arena.root)
+    steps = [
+        ("move", {"path": "notes/a.txt", "dest": "notes/b.txt"}),
+        ("move", {"path": "notes/b.txt", "dest": "notes/sub/c.txt"}),
+        ("write", {"path": "notes/b.txt", "content": "a new file at the middle name"}),
+        ("move", {"path": "notes/sub", "dest": "notes/moved-sub"}),
+        ("edit", {"path": "notes/moved-sub/c.txt", "old": "world", "new": "there"}),
+        ("mkdir", {"path": "notes/m/n", "parents": True}),
+        ("write", {"path": "notes/m/n/x.txt", "content": "x"}),
+        ("delete", {"path": "notes/m/n/x.txt"}),
+    ]
+    for action, args in steps:
+        guard.call("fs", action, args, session="chain")
+    done = undo(guard, session="chain")
+    assert len(done) == 9  # mkdir with parents made two entries
+    assert tree(arena.root) == before
+
+
+def test_undo_of_a_move_refuses_when_the_moved_file_changed(arena: Arena, guard: Guard) -> None:
+    r = guard.call("fs", "move", {"path": "notes/a.txt", "dest": "notes/b.txt"})
+    (arena.root / "notes" / "b.txt").write_text("edited after the move")
+    with pytest.raises(FSError, match="was changed after the move"):
+        undo(guard, call_id=r.call.call_id)
+    assert not (arena.root / "notes" / "a.txt").exists()
+
+
+def test_undo_of_a_symlink_delete_refuses_when_a_new_link_is_there(
+    arena: Arena, guard: Guard
+) -> None:
+    os.symlink("a.txt", arena.root / "notes" / "ln")
+    r = guard.call("fs", "delete", {"path": "notes/sub", "recursive": True}, session="l")
+    os.symlink("sub", arena.root / "notes" / "ln2")
+    done = undo(guard, call_id=r.call.call_id)
+    assert (arena.root / "notes" / "sub" / "b.md").exists() and done
+    os.symlink("elsewhere", arena.root / "notes" / "sub" / "ln3")
+    r2 = guard.call("fs", "delete", {"path": "notes/sub/ln3"}, session="l")
+    os.symlink("somewhere-else", arena.root / "notes" / "sub" / "ln3")
+    with pytest.raises(FSError, match="changed later"):
+        undo(guard, call_id=r2.call.call_id)
+    assert os.readlink(arena.root / "notes" / "sub" / "ln3") == "somewhere-else"

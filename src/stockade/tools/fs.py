@@ -588,7 +588,7 @@ class FSTool(Capability):
                     "only an `unlock` entry in the fs section lifts this",
                 )
         for path in paths:
-            decision = self._on_disk(path, write)
+            decision = self._on_disk(path, write, call.action)
             if decision is not None:
                 return decision
         if call.action in ("move", "delete"):
@@ -614,9 +614,11 @@ class FSTool(Capability):
                     )
         return None
 
-    def _on_disk(self, path: str, write: bool = False) -> Decision | None:
+    def _on_disk(self, path: str, write: bool = False, action: str = "") -> Decision | None:
         if path == ".":
             return None
+        # `delete` and `stat` act on a final symlink itself and never follow it.
+        own_link = action in ("delete", "stat")
         root = os.fspath(self.config.root)
         cur = root
         parts = path.split("/")
@@ -629,6 +631,8 @@ class FSTool(Capability):
             except OSError:
                 return Decision.deny("fs:invalid", f"`{path}` cannot be looked at")
             if stat.S_ISLNK(st.st_mode):
+                if own_link and i == len(parts) - 1:
+                    return None
                 if self.config.symlinks == "refuse":
                     return Decision.deny(
                         "fs:symlink",
