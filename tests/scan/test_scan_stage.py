@@ -276,3 +276,18 @@ def test_the_audit_copy_of_a_leaking_call_does_not_carry_the_canary() -> None:
         guard.call("mail", "call", {"to": "bob@example.org", "body": f"fyi {token}"})
     log = audit_text(guard)
     assert token not in log and "[REDACTED:CANARY]" in log
+
+
+def test_a_blocked_kind_is_blocked_when_it_comes_back_by_pseudonym() -> None:
+    guard, sent = make(
+        "scan: {model: false, mask: {secrets: pseudonym}, block: {arguments: [secrets]}}"
+    )
+    guard.state["value"] = "token ghp_R4nd0mT0k3nV4lu3F0rT3st1ngPurp0s3sXY"  # type: ignore[attr-defined]
+    seen = guard.call("fetch", "call", {"url": "u"}, session="s").value
+    assert seen == "token <GITHUB_TOKEN_1>"
+    with pytest.raises(Denied) as info:
+        guard.call(
+            "mail", "call", {"to": "bob@example.org", "body": "<GITHUB_TOKEN_1>"}, session="s"
+        )
+    assert info.value.rule == "scan:secrets"
+    assert sent == []

@@ -37,7 +37,7 @@ from stockade.scan.config import ScanConfig
 from stockade.scan.hygiene import scan_hygiene, strip_invisible
 from stockade.scan.injection import combine_scores, default_rules
 from stockade.scan.output import Canaries, neutralize_links
-from stockade.scan.pii import PIIScanner
+from stockade.scan.pii import PII_KINDS, PIIScanner
 from stockade.scan.secrets import scan_secrets
 from stockade.scan.vault import EncryptedFileStore, Vault, key_from_env, mask_text
 from stockade.stages import ArgumentScan, ResultScan
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["Scanner", "TextScan"]
 
 _HIDDEN = ("tag-characters", "variation-selectors")
+_PII_KINDS = frozenset({*PII_KINDS, "name", "address"})
 
 
 @dataclass
@@ -216,6 +217,7 @@ class Scanner:
         masked_args = map_strings(dict(call.args), audit_copy)
 
         def restore(path: str, text: str) -> str:
+            nonlocal decision
             new, restored = self.vault.restore(call.session, text)
             for token, entry in restored:
                 findings.append(
@@ -226,6 +228,15 @@ class Scanner:
                         where="arguments",
                     )
                 )
+                # a value the policy blocks in arguments is blocked restored, too: else a
+                # secret kept as a pseudonym could be sent out by its pseudonym
+                group = "secrets" if entry.kind not in _PII_KINDS else "pii"
+                if decision is None and {entry.kind, group} & cfg.block_arguments:
+                    decision = Decision.deny(
+                        f"scan:{group}",
+                        f"argument `{path}` carries {token} ({entry.kind}), which the policy "
+                        "blocks in arguments",
+                    )
             return new
 
         real_args = map_strings(dict(call.args), restore)
