@@ -257,6 +257,9 @@ class Guard:
         for cap in self._capabilities.values():
             cap.close()
         self.audit.close()
+        close_store = getattr(self.sessions, "close", None)
+        if callable(close_store):
+            close_store()
 
     def __enter__(self) -> Guard:
         return self

@@ -135,6 +135,10 @@ class RedisSessionStore:
         value = self._call(self._redis.get, f"{self._prefix}c:{key}")
         return int(value) if value is not None else 0
 
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._redis.close()
+
 
 _CURRENT: contextvars.ContextVar[Session | None] = contextvars.ContextVar(
     "stockade_session", default=None

@@ -64,6 +64,8 @@ def test_two_guards_share_limits_through_redis(redis_url: str) -> None:
     guards[0].call("t", "call", session="shared")
     with pytest.raises(RateLimited):
         guards[1].call("t", "call", session="shared")
+    for g in guards:
+        g.close()
 
 
 def test_redis_down_is_a_configuration_error() -> None:
