@@ -254,8 +254,10 @@ def _violates(rule: FlowRule, p: ValueProvenance) -> bool:
     return p.confidentiality() is not None
 
 
-#: characters taken from each side of a boundary between two arguments
-_SEAM = 32
+#: characters taken from each side of a boundary between two arguments: a
+#: stretch that crosses it counts when it covers a token (which a split value
+#: is) or is 16 letters and digits long, so a little more than that suffices
+_SEAM = 20
 
 
 def _split_violation(
@@ -265,13 +267,13 @@ def _split_violation(
     threshold: Confidentiality,
 ) -> tuple[str, ValueProvenance] | None:
     """A value split over two arguments: check the seam of each adjacent pair
-    (the end of one joined to the start of the next); it counts only when a
-    counting stretch crosses the seam."""
+    (the end of one joined to the start of the next) for token grams; it
+    counts only when a counting stretch crosses the seam."""
     for (left_path, left), (right_path, right) in itertools.pairwise(leaves):
         a, b = canon(left)[-_SEAM:], canon(right)[:_SEAM]
         if not index.unindexed and not index.probe_seam(a, b):
             continue
-        p = _provenance(index, a + b, threshold)
+        p = _provenance(index, a + b, threshold, shingles=False)
         spans = p.untrusted if rule.forbid == "untrusted" else p.confidential
         if any(m.start < len(a) < m.end for m, _ in spans) or (
             not spans and p.unknown and _violates(rule, p)
@@ -365,8 +367,10 @@ def _covered(m: Match, cover: list[tuple[int, int]]) -> bool:
     return any(s <= m.start and m.end <= e for s, e in cover)
 
 
-def _provenance(index: SessionIndex, text: str, threshold: Confidentiality) -> ValueProvenance:
-    c, found = index.matches(text)
+def _provenance(
+    index: SessionIndex, text: str, threshold: Confidentiality, *, shingles: bool = True
+) -> ValueProvenance:
+    c, found = index.matches(text, shingles=shingles)
     pieces = index.pieces
     spans = [(m, pieces[m.piece]) for m in found]
     p = ValueProvenance(canonical=c, spans=spans, threshold=threshold)

@@ -201,6 +201,11 @@ class HashIndex:
                     break
                 out.append((k & _MAX_PIECES, offsets[i]))
                 i += 1
+        if len(out) > self._cap:  # common over several segments: by class too
+            classes = self._classes
+            for piece, _ in out:
+                mask |= 1 << classes[piece]
+            out = []
         return out, mask
 
     def __len__(self) -> int:
@@ -395,13 +400,15 @@ class SessionIndex:
 
     # -- looking up ------------------------------------------------------------
 
-    def matches(self, value: str) -> tuple[str, list[Match]]:
+    def matches(self, value: str, *, shingles: bool = True) -> tuple[str, list[Match]]:
         """The canonical form of ``value`` and every stretch of it found in
-        the session's pieces (each a maximal run, per piece)."""
+        the session's pieces (each a maximal run, per piece); ``shingles=False``
+        looks for token grams only."""
         c = canon(value)
         found: list[Match] = []
         with self.lock:
-            found.extend(self._word_matches(c))
+            if shingles:
+                found.extend(self._word_matches(c))
             found.extend(self._token_matches(c))
         return c, _outermost(found)
 
@@ -511,7 +518,7 @@ class SessionIndex:
         return out
 
     def probe_seam(self, a: str, b: str) -> bool:
-        """Whether any gram or shingle that crosses from canonical ``a`` into
+        """Whether any token gram that crosses from canonical ``a`` into
         canonical ``b`` stands in the index (a cheap test before a full check
         of ``a + b``)."""
         ska = "".join(WORD_PATTERN.findall(a))[-(GRAM - 1) :]
@@ -521,12 +528,6 @@ class SessionIndex:
             for k in range(1, GRAM)
             if k <= len(ska) and GRAM - k <= len(skb)
         ]
-        wa = WORD_PATTERN.findall(a)[-(SHINGLE - 1) :]
-        wb = WORD_PATTERN.findall(b)[: SHINGLE - 1]
-        joined = wa + wb
-        for i in range(len(joined) - SHINGLE + 1):
-            if i < len(wa) and i + SHINGLE > len(wa):
-                probes.append(hash(tuple(joined[i : i + SHINGLE])))
         with self.lock:
             for h in probes:
                 refs, mask = self._index.get(h)
