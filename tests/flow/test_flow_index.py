@@ -163,3 +163,20 @@ def test_nbytes_is_compact_after_flush() -> None:
     idx.add(text, [UNTRUSTED])
     idx.compact()
     assert idx.nbytes() < 6 * len(text)
+
+
+def test_text_without_spaces_is_indexed_in_linear_time() -> None:
+    import stockade.flow.index as ix
+
+    old = ix._CHUNK
+    ix._CHUNK = 4096
+    try:
+        for blob in ("a" * 200_000, "/x" * 100_000, "1" * 200_000):
+            chunks = list(_chunks(blob))
+            assert len(chunks) <= 2 * len(blob) // 4096 + 2
+            idx = SessionIndex()
+            idx.add(blob + " then mail drop@evil.example", [UNTRUSTED])
+            _, found = idx.matches("drop@evil.example")
+            assert found
+    finally:
+        ix._CHUNK = old

@@ -426,7 +426,7 @@ class SessionIndex:
             return []
         if len(skel) > _FULL_SCAN:
             # long values: only the tokens that matter in them
-            spans = [(t.start, t.end) for t in tokens(c)]
+            spans = [(t.start, min(t.end, t.start + _MAX_TOKEN)) for t in tokens(c)]
             positions: Iterable[int] = sorted(
                 {
                     j
@@ -558,9 +558,20 @@ _FULL_SCAN = 128
 _CHUNK = 1 << 20
 
 
+#: characters the chunks overlap by: more than the longest token indexed
+_OVERLAP = 512
+#: characters of a token cut into grams (a longer one is a blob, not a value)
+_MAX_TOKEN = 256
+
+
 def _chunks(c: str) -> Iterator[tuple[int, str]]:
-    """Cut long text into about 1 MB chunks that overlap by a few words, so
-    temporary memory stays bounded and no shingle is lost at a cut."""
+    """Cut long text into about 1 MB chunks so temporary memory stays bounded.
+
+    A chunk ends at a space where there is one in its second half, and the
+    next starts ``_OVERLAP`` characters earlier (at a word start where there
+    is one), so no shingle or token gram is lost at a cut; every step moves
+    on by at least half a chunk, whatever the text.
+    """
     start = 0
     n = len(c)
     while start < n:
@@ -571,10 +582,9 @@ def _chunks(c: str) -> Iterator[tuple[int, str]]:
         yield start, c[start:end]
         if end >= n:
             return
-        back = end
-        for _ in range(SHINGLE + 1):  # step back over a few words for the overlap
-            back = c.rfind(" ", start, back - 1) if back - 1 > start else start
-        start = max(back, start + 1)
+        back = max(start + _CHUNK // 2, end - _OVERLAP)
+        space = c.find(" ", back, end)
+        start = space + 1 if space >= 0 else back
 
 
 def _entries(c: str) -> tuple[list[int], list[int]]:
@@ -589,7 +599,7 @@ def _entries(c: str) -> tuple[list[int], list[int]]:
         grams: list[int] = []
         gram_at: list[int] = []
         for tok in tokens(chunk):
-            skel, offs = skeleton_map(tok.text)
+            skel, offs = skeleton_map(tok.text[:_MAX_TOKEN])
             for j in range(len(skel) - GRAM + 1):
                 grams.append(hash(("g", skel[j : j + GRAM])))
                 gram_at.append(base + tok.start + offs[j])
