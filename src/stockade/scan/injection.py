@@ -143,6 +143,47 @@ RULES: tuple[Rule, ...] = (
         0.7,
         "asks for a persona without limits",
     ),
+    Rule(
+        "never-refuse",
+        "jailbreak",
+        r"\b(?:you\s+(?:will|must|should|can)\s+)?(?:never|not|don't|do\s+not|cannot|can't)\s+"
+        r"(?:ever\s+)?(?:refuse|decline|reject)\s+(?:to\s+answer\s+)?(?:any|a|my|the|this)?\s*"
+        r"(?:request|question|prompt|order|command)s?\b",
+        0.6,
+        "forbids refusing",
+    ),
+    Rule(
+        "no-disclaimers",
+        "jailbreak",
+        r"\bwithout\s+(?:any\s+)?(?:disclaimers?|censorship|moral(?:ity|s)?|ethics|ethical\s+\S+|"
+        r"(?:warnings?|caveats)\s+(?:or|and)\s+(?:disclaimers?|caveats|warnings?))\b",
+        0.5,
+        "asks to answer without disclaimers or ethics",
+    ),
+    Rule(
+        "dual-response",
+        "jailbreak",
+        r"\[\s*(?:🔓\s*)?(?:JAILBREAK|DAN|CLASSIC|DEVELOPER\s+MODE|DEV\s+MODE|AIM|BetterDAN)"
+        r"\s*(?:OUTPUT|MODE)?\s*\]",
+        0.7,
+        "jailbreak response marker",
+    ),
+    Rule(
+        "amoral-persona",
+        "jailbreak",
+        r"\b(?:unfiltered|amoral|uncensored|unrestricted|unethical)\s+(?:and\s+\S+\s+)?"
+        r"(?:AI|chatbot|assistant|language\s+model|persona|version\s+of\s+(?:yourself|ChatGPT))\b",
+        0.7,
+        "asks for an amoral persona",
+    ),
+    Rule(
+        "stay-in-character",
+        "jailbreak",
+        r"\b(?:stay|remain|keep)\s+in\s+character\b[^.\n]{0,80}\b(?:no\s+matter|always|"
+        r"even\s+if|whatever|at\s+all\s+times)\b",
+        0.6,
+        "insists the persona never breaks",
+    ),
     # -- several languages -------------------------------------------------
     Rule(
         "override-de",
