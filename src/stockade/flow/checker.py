@@ -332,6 +332,7 @@ def _leaves(name: str, value: Any) -> Iterator[tuple[str, str]]:
         yield name, bytes(value).decode("utf-8", "replace")
     elif isinstance(value, Mapping):
         for k, v in value.items():
+            yield from _leaves(f"{name}.{k}#key", k)  # keys carry data too
             yield from _leaves(f"{name}.{k}", v)
     elif isinstance(value, (list, tuple, set, frozenset)):
         for i, v in enumerate(value):
