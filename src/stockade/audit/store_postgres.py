@@ -81,7 +81,8 @@ _PAGE = 10000
 
 # Autocommit makes this one statement one transaction: the head row moves only
 # if nobody appended since this writer's last commit, and the records go in
-# only if it moved.
+# only if it moved. The arrays go in binary (%b): as text, psycopg would
+# escape every quote of every record with a regex.
 _FAST_APPEND = f"""
 WITH h AS (
     UPDATE {HEADS} SET size = %(size)s, chain = %(chain)s, frontier = %(frontier)s
@@ -90,7 +91,7 @@ WITH h AS (
 )
 INSERT INTO {RECORDS} (origin, seq, record, chain)
 SELECT h.origin, r.seq, r.record, r.chain
-FROM h, unnest(%(seqs)s::bigint[], %(records)s::text[], %(chains)s::bytea[])
+FROM h, unnest(%(seqs)b::bigint[], %(records)b::text[], %(chains)b::bytea[])
     AS r(seq, record, chain)
 """
 
