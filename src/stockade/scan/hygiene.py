@@ -89,6 +89,7 @@ _MIXED = compile_re2(
     r"[\p{Cyrillic}\p{Greek}]|[\p{Cyrillic}\p{Greek}][\p{Latin}\p{Cyrillic}\p{Greek}]*\p{Latin})"
     r"[\p{Latin}\p{Cyrillic}\p{Greek}]*"
 )
+_FOLDS = compile_re2(f"({_MIXED.pattern})|([{_FULLWIDTH}]+)")  # one pass for both kinds
 _INVISIBLE_CHARS = compile_re2(f"[{_TAGS}{_ZERO_WIDTH}{_BIDI_OVERRIDE}{_BIDI_MARK}{_VARIATION}]")
 _FULLWIDTH_RUN = compile_re2(f"[{_FULLWIDTH}]+")
 _INVISIBLE_RUN = compile_re2(f"[{_TAGS}{_ZERO_WIDTH}{_BIDI_OVERRIDE}{_BIDI_MARK}{_VARIATION}]+")
@@ -172,11 +173,12 @@ def decode_hidden(text: str, enc: Encoded | None = None) -> list[tuple[int, int,
 
 def _hidden_html(text: str) -> list[Hit]:
     """HTML elements styled to be invisible: text a reader does not see but a model does."""
-    if "style" not in text and "hidden" not in text:
+    if "<" not in text or ("style" not in text and "hidden" not in text):
         return []
+    enc = Encoded(text)
     return [
-        Hit("hygiene", "hidden-html", m.start(), m.end(), 0.5, "element styled invisible")
-        for m in _HIDDEN_HTML.finditer(text)
+        Hit("hygiene", "hidden-html", s, e, 0.5, "element styled invisible")
+        for s, e, _ in _runs(_HIDDEN_HTML, enc)
     ]
 
 
@@ -202,10 +204,10 @@ def scan_hygiene(text: str) -> list[Hit]:
             else h
             for h in hits
         ]
-    for s, e, _ in _runs(_MIXED, enc) if _P_SCRIPTS in present else ():
-        hits.append(Hit("hygiene", "homoglyph", s, e, 0.6, "word mixes Latin with look-alikes"))
-    for s, e, _ in _runs(_FULLWIDTH_RUN, enc) if _P_FULLWIDTH in present else ():
-        if e - s >= 3:
+    for s, e, mixed in _fold_spans(enc, present):
+        if mixed:
+            hits.append(Hit("hygiene", "homoglyph", s, e, 0.6, "word mixes Latin with look-alikes"))
+        elif e - s >= 3:
             hits.append(Hit("hygiene", "fullwidth", s, e, 0.4, "fullwidth letters"))
     hits.extend(_hidden_html(text))
     hits.sort(key=lambda h: (h.start, h.end))
@@ -234,6 +236,7 @@ class Normalized:
 
     text: str
     origin: list[tuple[int, int]] | None = None
+    invisible: bool = False  # whether invisible characters were removed
 
     def _map(self, i: int) -> int:
         assert self.origin is not None
@@ -251,6 +254,21 @@ class Normalized:
         s = self._map(min(start, last))
         e = self._map(min(max(end - 1, start), last)) + 1
         return s, e
+
+
+def _fold_spans(enc: Encoded, present: set[int]) -> list[tuple[int, int, bool]]:
+    """Words mixing scripts (``True``) and fullwidth runs (``False``), in order."""
+    if _P_SCRIPTS in present and _P_FULLWIDTH in present:
+        out = []
+        for m in _FOLDS.finditer(enc.data):
+            s, e = enc.span(m)
+            out.append((s, e, m.group(1) is not None))
+        return out
+    if _P_SCRIPTS in present:
+        return [(s, e, True) for s, e, _ in _runs(_MIXED, enc)]
+    if _P_FULLWIDTH in present:
+        return [(s, e, False) for s, e, _ in _runs(_FULLWIDTH_RUN, enc)]
+    return []
 
 
 def _fold_needed(enc: Encoded, present: set[int]) -> bool:
@@ -290,12 +308,7 @@ def normalize(text: str) -> Normalized:
     # 2. length-preserving folds on what is left (so "p<ZWSP>аypal" is one word):
     # fullwidth letters anywhere, look-alikes only inside words that mix scripts
     senc = enc if stripped is text else Encoded(stripped)
-    spans: list[tuple[int, int, bool]] = []
-    if _P_FULLWIDTH in present:
-        spans += [(s, e, False) for s, e, _ in _runs(_FULLWIDTH_RUN, senc)]
-    if _P_SCRIPTS in present:
-        spans += [(s, e, True) for s, e, _ in _runs(_MIXED, senc)]
-    spans.sort()
+    spans = _fold_spans(senc, present)
     merged: list[list[int]] = []  # [start, end, mixed]
     for s, e, mixed in spans:
         if merged and s < merged[-1][1]:
@@ -309,4 +322,4 @@ def normalize(text: str) -> Normalized:
         parts += [stripped[pos:s], seg.translate(_CONFUSABLES) if is_mixed else seg]
         pos = e
     folded = "".join([*parts, stripped[pos:]]) if merged else stripped
-    return Normalized(folded, origin)
+    return Normalized(folded, origin, invisible=bool(present & _P_INVISIBLE))

@@ -503,7 +503,7 @@ class InjectionRules:
         def span(s: int, e: int) -> tuple[int, int]:
             return view.span(enc.char(s), enc.char(e))
 
-        hidden = "" if view.origin is None else "after removing hidden characters"
+        hidden = "after removing hidden characters" if view.invisible else ""
         found = self._match(data)
         for rule, s, e in found:
             add(rule, *span(s, e), hidden)
@@ -520,7 +520,7 @@ class InjectionRules:
             for rule, s, e in self._match(layer):
                 if rule.id not in plain_rules:
                     add(rule, *span(s, e), how)
-        if view.origin is not None:  # only then can there be invisible characters
+        if view.invisible:
             for s, e, decoded in decode_hidden(text):
                 for h in self.scan(decoded, depth=0).hits:
                     add(_rule_of(h, self.rules), s, e, "hidden in invisible characters")
