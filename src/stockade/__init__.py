@@ -7,6 +7,7 @@ See the README for the first steps and ``docs/`` for the reference.
 """
 
 from stockade.errors import (
+    ApprovalError,
     ApprovalRequired,
     AuditError,
     AuditIntegrityError,
@@ -16,6 +17,7 @@ from stockade.errors import (
     FSError,
     HTTPError,
     IntegrationError,
+    JournalError,
     PolicyError,
     PolicyProblem,
     RateLimited,
@@ -46,6 +48,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Approval",
+    "ApprovalError",
     "ApprovalRequest",
     "ApprovalRequired",
     "AuditError",
@@ -65,6 +68,7 @@ __all__ = [
     "HTTPError",
     "IntegrationError",
     "Integrity",
+    "JournalError",
     "Label",
     "MemoryAuditSink",
     "MemorySessionStore",
