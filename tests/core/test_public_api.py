@@ -6,6 +6,7 @@ import stockade
 
 EXPECTED = [
     "Approval",
+    "ApprovalError",
     "ApprovalRequest",
     "ApprovalRequired",
     "AuditError",
@@ -25,6 +26,7 @@ EXPECTED = [
     "HTTPError",
     "IntegrationError",
     "Integrity",
+    "JournalError",
     "Label",
     "MemoryAuditSink",
     "MemorySessionStore",
