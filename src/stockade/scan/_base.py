@@ -14,7 +14,7 @@ import re2
 from stockade.errors import ConfigurationError
 from stockade.model import Finding
 
-__all__ = ["Encoded", "Hit", "compile_re2", "entropy", "map_strings", "walk_strings"]
+__all__ = ["Encoded", "Hit", "Spans", "compile_re2", "entropy", "map_strings", "walk_strings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,32 @@ class Encoded:
         """A match group on :attr:`data` as text."""
         raw = m.group(group)
         return "" if raw is None else bytes(raw).decode("utf-8", "replace")
+
+
+class Spans:
+    """Claimed, non-overlapping character spans kept sorted: an overlap check is O(log n)."""
+
+    def __init__(self, spans: list[tuple[int, int]] | None = None) -> None:
+        merged: list[list[int]] = []
+        for s, e in sorted(spans or ()):
+            if merged and s < merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], e)
+            else:
+                merged.append([s, e])
+        self._starts = [s for s, _ in merged]
+        self._ends = [e for _, e in merged]
+
+    def free(self, s: int, e: int) -> bool:
+        """Whether ``[s, e)`` overlaps no claimed span."""
+        i = bisect.bisect_left(self._starts, e)  # spans starting before e
+        # claimed spans never overlap, so only the last one starting before e can reach s
+        return i == 0 or self._ends[i - 1] <= s
+
+    def add(self, s: int, e: int) -> None:
+        """Claim ``[s, e)``; callers check :meth:`free` first."""
+        i = bisect.bisect_left(self._starts, s)
+        self._starts.insert(i, s)
+        self._ends.insert(i, e)
 
 
 def _options(case_insensitive: bool) -> Any:

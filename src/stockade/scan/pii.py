@@ -21,7 +21,6 @@ Names and street addresses need a language model; they are not in the core
 
 from __future__ import annotations
 
-import bisect
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -37,7 +36,7 @@ from stdnum.it import codicefiscale as _cf
 from stdnum.se import personnummer as _pnr
 from stdnum.us import ssn as _ssn
 
-from stockade.scan._base import Encoded, Hit, compile_re2, compile_set
+from stockade.scan._base import Encoded, Hit, Spans, compile_re2, compile_set
 
 __all__ = ["PII_KINDS", "PIIScanner"]
 
@@ -57,6 +56,8 @@ _PHONE_P = r"(?:\+|\b00)?\(?\d[\d ().\-/]{5,20}\d\b"
 _EMAIL, _CARD, _IBAN, _IPV4, _IPV6, _PHONE = (
     compile_re2(p) for p in (_EMAIL_P, _CARD_P, _IBAN_P, _IPV4_P, _IPV6_P, _PHONE_P)
 )
+#: distinct phone candidates checked with libphonenumber per text (about 50 µs each)
+_PHONE_BUDGET = 2000
 _VERSION_WORD = compile_re2(r"(?i)\b(?:version|ver\.?|release|v)\s*$")
 _DATE = compile_re2(r"\b(?:19|20)\d\d[-./](?:0?[1-9]|1[0-2])[-./](?:[0-2]?\d|3[01])\b")
 _IDS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
@@ -123,7 +124,7 @@ class PIIScanner:
         if not present:
             return []
         hits: list[Hit] = []
-        taken = _Spans()
+        taken = Spans()
 
         def add(kind: str, s: int, e: int, reason: str, score: float = 1.0) -> None:
             hits.append(Hit("pii", kind, s, e, score, reason))
@@ -156,9 +157,7 @@ class PIIScanner:
         hits.sort(key=lambda h: h.start)
         return hits
 
-    def _ips(
-        self, enc: Encoded, present: set[int], taken: _Spans, add: Callable[..., None]
-    ) -> None:
+    def _ips(self, enc: Encoded, present: set[int], taken: Spans, add: Callable[..., None]) -> None:
         text = enc.text
         if 3 in present:
             for s, e, _ in _iter(_IPV4, enc):
@@ -184,8 +183,10 @@ class PIIScanner:
                 if taken.free(s, e):
                     add("ip", s, e, "IPv6 address", 0.8)
 
-    def _phones(self, enc: Encoded, taken: _Spans, add: Callable[..., None]) -> None:
+    def _phones(self, enc: Encoded, taken: Spans, add: Callable[..., None]) -> None:
         text = enc.text
+        checked: dict[str, bool] = {}
+        budget = _PHONE_BUDGET
         for s, e, cand in _iter(_PHONE, enc):
             digits = sum(c.isdigit() for c in cand)
             international = cand.startswith(("+", "00"))
@@ -199,15 +200,25 @@ class PIIScanner:
                 continue  # part of a longer token: a UUID, a path, a version
             if _DATE.search(cand) is not None or cand.count(".") >= 3:
                 continue  # a date, an OID or a version
-            regions = ("ZZ",) if cand.startswith("+") else self.regions
-            for region in regions:
-                try:
-                    number = phonenumbers.parse(cand, None if region == "ZZ" else region)
-                except phonenumbers.NumberParseException:
-                    continue
-                if phonenumbers.is_valid_number(number):
-                    add("phone", s, e, "phone number", 0.9)
-                    break
+            valid = checked.get(cand)
+            if valid is None:
+                if budget <= 0:
+                    continue  # hostile or huge input: stop paying for libphonenumber
+                budget -= 1
+                valid = checked[cand] = self._valid_phone(cand)
+            if valid:
+                add("phone", s, e, "phone number", 0.9)
+
+    def _valid_phone(self, cand: str) -> bool:
+        regions = ("ZZ",) if cand.startswith("+") else self.regions
+        for region in regions:
+            try:
+                number = phonenumbers.parse(cand, None if region == "ZZ" else region)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_valid_number(number):
+                return True
+        return False
 
 
 def _iter(rx: Any, enc: Encoded) -> Iterator[tuple[int, int, str]]:
@@ -215,21 +226,3 @@ def _iter(rx: Any, enc: Encoded) -> Iterator[tuple[int, int, str]]:
     for m in rx.finditer(enc.data):
         s, e = enc.span(m)
         yield s, e, enc.group(m)
-
-
-class _Spans:
-    """Claimed character spans, kept sorted: an overlap check costs O(log n)."""
-
-    def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-
-    def free(self, s: int, e: int) -> bool:
-        i = bisect.bisect_left(self._starts, e)  # spans starting before e
-        # claimed spans never overlap, so only the last one starting before e can reach s
-        return i == 0 or self._ends[i - 1] <= s
-
-    def add(self, s: int, e: int) -> None:
-        i = bisect.bisect_left(self._starts, s)
-        self._starts.insert(i, s)
-        self._ends.insert(i, e)

@@ -16,9 +16,10 @@ expressions, placeholders, or hex digests and UUIDs standing alone.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from stockade.scan._base import Encoded, Hit, compile_re2, compile_set, entropy
+from stockade.scan._base import Encoded, Hit, Spans, compile_re2, compile_set, entropy
 
 __all__ = ["SECRET_PATTERNS", "SecretPattern", "scan_secrets"]
 
@@ -141,6 +142,20 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
     ),
 )
 
+_MAX_VALUE = 256  # longer values are not judged by shape: they count as secrets
+
+
+def _short_re(pattern: str) -> re.Pattern[str]:
+    """Python ``re`` for judging one short value (at most ``_MAX_VALUE`` characters).
+
+    These fixed patterns have no nested quantifiers and only ever see a capped
+    value, never the whole text; RE2's per-call overhead is ten times the
+    work here.
+    """
+    flags = re.IGNORECASE if pattern.startswith("(?i)") else 0
+    return re.compile(pattern.removeprefix("(?i)"), flags)
+
+
 #: the generic rule: a secret-ish name, an assignment, a quoted or bare value
 _GENERIC = compile_re2(
     r"(?i)([a-z0-9_.-]{0,40}(?:api[_.-]?key|apikey|secret|token|passw(?:or)?d|passwd|pwd|"
@@ -149,23 +164,21 @@ _GENERIC = compile_re2(
     r"\s*(?:\"([^\"\s]{8,})\"|'([^'\s]{8,})'|([^\s\"',;)}\]]{8,}))"
 )
 _BEARER = compile_re2(r"(?i)\b(?:authorization\s*:\s*)?bearer\s+([A-Za-z0-9._~+/=-]{16,})")
-_PLACEHOLDER = compile_re2(
+_PLACEHOLDER = _short_re(
     r"(?i)^(?:x{4,}|\*{3,}|\.{3,}|<[^>]*>|\$\{[^}]*\}?|\$[A-Z_][A-Z0-9_]*|%\(?[a-z_]+\)?s?|"
     r"\{\{[^}]*\}\}|\{[a-z_]*\}|(?:your|my|the|example|dummy|fake|test|sample|changeme|"
     r"placeholder|redacted|secret|password|passwd|pass|pwd|pw|token|none|null|nil|true|false|"
     r"undefined)[a-z_-]*|.*(?:example|xxxx|\.\.\.|redacted).*|"
     r"[\w.-]+\.(?:key|pem|json|txt|ya?ml|crt|cer|p12|pfx|env|ini|cfg|conf|toml|db|gpg|asc))$"
 )
-_WORDS = compile_re2(r"[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
-_CODE_LIKE = compile_re2(
+_WORDS = _short_re(r"[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+_CODE_LIKE = _short_re(
     r"^(?:[A-Za-z_][A-Za-z_]*|[A-Za-z_][A-Za-z0-9_]*(?:(?:\.|->|::)[A-Za-z_][A-Za-z0-9_]*)+.*|"
     r"[A-Za-z_][A-Za-z0-9_.]*[(\[].*|(?:os\.environ|process\.env|getenv|env\.|self\.|this\.|"
     r"config\.|settings\.|ENV\[).*)$"
 )
-_HEXISH = compile_re2(r"^(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64}|[0-9A-F]{32,64})$")
-_UUID = compile_re2(
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-)
+_HEXISH = _short_re(r"^(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64}|[0-9A-F]{32,64})$")
+_UUID = _short_re(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 #: kinds whose value may be a placeholder or a name rather than a secret
 _CHECKED = frozenset({"connection-password", "url-password"})
@@ -196,10 +209,16 @@ def _is_identifier(value: str) -> bool:
 
 
 def _not_a_value(value: str) -> bool:
+    if len(value) > _MAX_VALUE:
+        return False
     return bool(_PLACEHOLDER.match(value) or _CODE_LIKE.match(value) or _is_identifier(value))
 
 
 def _is_generic_secret(value: str) -> bool:
+    if len(value) > _MAX_VALUE:
+        return True
+    if _classes(value) < 2 and not _HEXISH.match(value):
+        return False
     if _not_a_value(value):
         return False
     if _UUID.match(value):
@@ -227,23 +246,24 @@ def scan_secrets(text: str) -> list[Hit]:
                 continue
             hits.append(Hit("secrets", spec.kind, s, e, spec.score, spec.reason))
             taken.append((s, e))
+    claimed = Spans(taken)
     if _PREFILTER.search(enc.data) is not None:
         for m in _GENERIC.finditer(enc.data):
             group = next(g for g in (2, 3, 4) if m.group(g) is not None)
             s, e = enc.span(m, group)
-            if any(ts <= s < te or ts < e <= te for ts, te in taken):
+            if not claimed.free(s, e):
                 continue
             if _is_generic_secret(enc.group(m, group)):
                 hits.append(Hit("secrets", "generic-secret", s, e, 0.8, "value of a secret name"))
-                taken.append((s, e))
+                claimed.add(s, e)
         for m in _BEARER.finditer(enc.data):
             s, e = enc.span(m, 1)
             value = enc.group(m, 1)
-            if any(ts <= s < te or ts < e <= te for ts, te in taken):
+            if not claimed.free(s, e):
                 continue
             if not _CODE_LIKE.match(value) and _classes(value) >= 2:
                 hits.append(Hit("secrets", "bearer-token", s, e, 0.9, "bearer token"))
-                taken.append((s, e))
+                claimed.add(s, e)
     hits.sort(key=lambda h: (h.start, -h.end))
     out: list[Hit] = []
     for h in hits:  # keep the widest of overlapping hits
