@@ -38,7 +38,7 @@ import os
 import re
 import stat
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -715,7 +715,7 @@ class FSTool(Capability):
             raise FSError(f"`fs.{call.action}` on `{path[:120]}` failed: {reason}") from exc
         except ValueError as exc:  # a NUL byte the engine was handed directly
             raise FSError(f"`fs.{call.action}`: invalid argument") from exc
-        labels = tuple(self.label(p) for p in labelled) or (self.label(path),)
+        labels = _distinct(self.label(p) for p in labelled) or (self.label(path),)
         return Output(value=value, labels=labels, meta={"path": path, **meta})
 
     def _spend(self, ctx: Context, what: str, amount: int, cap: int | None, name: str) -> None:
@@ -804,3 +804,19 @@ def capability_from_policy(policy: Policy) -> list[Capability]:
     if not isinstance(config, FSConfig):
         return []
     return [FSTool(config, policy=policy)]
+
+
+def _distinct(labels: Iterable[Label]) -> tuple[Label, ...]:
+    """The first label of each (integrity, confidentiality) kind, in order.
+
+    A listing of a thousand files needs one label per kind of trust, not one
+    per file, for the flow stage to judge it and the audit record to stay small.
+    """
+    seen: set[tuple[Integrity, Confidentiality]] = set()
+    out: list[Label] = []
+    for label in labels:
+        kind = (label.integrity, label.confidentiality)
+        if kind not in seen:
+            seen.add(kind)
+            out.append(label)
+    return tuple(out)

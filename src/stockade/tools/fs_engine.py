@@ -347,7 +347,8 @@ class FSEngine:
                 entries.append({"name": entry.name, "type": kind, "size": size})
         finally:
             os.close(fd)
-        return entries, {"entries": len(entries), "truncated": truncated}, [path]
+        named = [_join(path, e["name"]) for e in entries]
+        return entries, {"entries": len(entries), "truncated": truncated}, [path, *named]
 
     def op_glob(self, call: ToolCall, ctx: Context) -> Result:
         """Paths under a folder that match a glob (relative to that folder), capped."""
@@ -370,7 +371,9 @@ class FSEngine:
                     found.append(rel_full)
         finally:
             os.close(fd)
-        return found, {"matches": len(found), "truncated": truncated}, [path]
+        # Names are content too: an attacker who can put a file in an untrusted
+        # folder chooses its name, so every match lends its label to the result.
+        return found, {"matches": len(found), "truncated": truncated}, [path, *found]
 
     def op_search(self, call: ToolCall, ctx: Context) -> Result:
         """Lines matching an RE2 pattern in the readable text files under a path."""
