@@ -218,8 +218,14 @@ class Vault:
             self._tables[session] = table
         return table
 
-    def pseudonym(self, session: str, kind: str, value: str, source: str = "") -> str:
-        """The pseudonym of ``value`` in ``session`` (the same value, the same pseudonym)."""
+    def pseudonym(
+        self, session: str, kind: str, value: str, source: str = "", *, persist: bool = True
+    ) -> str:
+        """The pseudonym of ``value`` in ``session`` (the same value, the same pseudonym).
+
+        With ``persist=False`` a new entry is kept in memory until :meth:`persist`
+        (to write a text's many new pseudonyms once, not once each).
+        """
         with self._lock:
             table = self._table(session)
             token = table.by_value.get((kind, value))
@@ -231,9 +237,16 @@ class Vault:
             token = f"<{label}_{n}>"
             table.by_token[token] = Entry(value, kind, source)
             table.by_value[(kind, value)] = token
-            if self._store is not None:
-                self._store.save(session, table.to_json())
+            if persist:
+                self.persist(session)
             return token
+
+    def persist(self, session: str) -> None:
+        """Write the session's table to the store (nothing without a store)."""
+        if self._store is None:
+            return
+        with self._lock:
+            self._store.save(session, self._table(session).to_json())
 
     def lookup(self, session: str, token: str) -> Entry | None:
         """What ``token`` stands for in ``session``, if it is one of its pseudonyms."""
@@ -328,10 +341,12 @@ def mask_text(
             spans.append((hit.start, hit.end, hit, mode))
     out: list[str] = []
     pos = 0
+    new_pseudonyms = False
     for start, end, first, mode in spans:
         value = text[start:end]
         if mode == "pseudonym":
-            stand_in = vault.pseudonym(session, first.kind, value, source)
+            stand_in = vault.pseudonym(session, first.kind, value, source, persist=False)
+            new_pseudonyms = True
         elif mode == "hash":
             stand_in = vault.hashed(first.kind, value)
         else:
@@ -340,4 +355,6 @@ def mask_text(
         out.append(stand_in)
         pos = end
     out.append(text[pos:])
+    if new_pseudonyms:
+        vault.persist(session)  # before the masked text leaves: a pseudonym must resolve
     return "".join(out), done
