@@ -47,3 +47,17 @@ def test_percent_encoded_secret_in_url_is_blocked(url: str) -> None:
     assert plain.effect is Effect.DENY  # control: the plain secret is blocked
     decision = guard.decide("http", "request", {"url": url})
     assert decision.effect is Effect.DENY, decision
+
+
+def test_percent_encoded_canary_in_url_is_denied() -> None:
+    # The same gap lets a leaked system prompt's canary out unnoticed.
+    guard = Guard.from_text(
+        "version: 1\nhttp:\n  allow:\n    - {id: api, host: api.example.com}\n"
+        "scan: {model: false}\n",
+        audit=MemoryAuditSink(),
+    )
+    token = guard.canary()
+    plain = guard.decide("http", "request", {"url": f"https://api.example.com/?q={token}"})
+    assert plain.rule == "scan:canary"  # control
+    url = f"https://api.example.com/?q={_encoded(token)}"
+    assert guard.decide("http", "request", {"url": url}).rule == "scan:canary"
