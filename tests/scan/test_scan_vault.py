@@ -100,3 +100,51 @@ def test_key_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VK")
     with pytest.raises(ConfigurationError):
         key_from_env("VK")
+
+
+def test_workers_in_other_processes_share_one_consistent_table(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    here = Vault(EncryptedFileStore(tmp_path, KEY), key=KEY)
+    assert here.pseudonym("s", "email", "a@example.org") == "<EMAIL_1>"
+    worker = (
+        "import sys\n"
+        "from stockade.scan.vault import EncryptedFileStore, Vault\n"
+        f"v = Vault(EncryptedFileStore({str(tmp_path)!r}, bytes(range(32))), key=bytes(range(32)))\n"
+        "print(v.pseudonym('s', 'email', sys.argv[1]), v.restore('s', '<EMAIL_1>')[0])\n"
+    )
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", worker, f"w{i}@example.org"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.split()
+        for i in range(3)
+    ]
+    # each worker saw the others' entries: no number was handed out twice
+    assert [o[0] for o in outs] == ["<EMAIL_2>", "<EMAIL_3>", "<EMAIL_4>"]
+    assert all(o[1] == "a@example.org" for o in outs)
+    # and this process, which made <EMAIL_1> earlier, resolves theirs (no stale cache)
+    assert here.restore("s", "<EMAIL_3>")[0] == "w1@example.org"
+    assert here.pseudonym("s", "email", "new@example.org") == "<EMAIL_5>"
+
+
+def test_concurrent_writers_lose_no_entries(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    worker = (
+        "import sys\n"
+        "from stockade.scan.vault import EncryptedFileStore, Vault\n"
+        f"v = Vault(EncryptedFileStore({str(tmp_path)!r}, bytes(range(32))), key=bytes(range(32)))\n"
+        "for i in range(25):\n"
+        "    v.pseudonym('s', 'email', f'{sys.argv[1]}-{i}@example.org')\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", worker, f"p{n}"]) for n in range(3)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    v = Vault(EncryptedFileStore(tmp_path, KEY), key=KEY)
+    values = {v.restore("s", f"<EMAIL_{i}>")[0] for i in range(1, 76)}
+    assert len(values) == 75 and all(x.endswith("@example.org") for x in values)

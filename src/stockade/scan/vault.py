@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -35,7 +37,7 @@ import os
 import secrets
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -77,6 +79,7 @@ class _Table:
     by_token: dict[str, Entry] = field(default_factory=dict)
     by_value: dict[tuple[str, str], str] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    dirty: bool = False
 
     def to_json(self) -> bytes:
         data = {
@@ -104,6 +107,10 @@ class VaultStore(Protocol):
 
     def save(self, session: str, data: bytes) -> None:
         """Keep ``data`` for ``session`` (replacing what was there)."""
+        ...
+
+    def lock(self, session: str) -> contextlib.AbstractContextManager[object]:
+        """Hold the session's table against other writers (other processes too)."""
         ...
 
 
@@ -152,6 +159,20 @@ class EncryptedFileStore:
         digest = hmac.new(self._name_key, session.encode("utf-8"), hashlib.sha256).hexdigest()
         return self.directory / f"{digest[:40]}.vault"
 
+    @contextlib.contextmanager
+    def lock(self, session: str) -> Iterator[object]:
+        """An exclusive ``flock`` on the session's lock file (held across processes)."""
+        path = self._path(session).with_suffix(".lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise ScanError(f"cannot lock the vault: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield fd
+        finally:
+            os.close(fd)  # closing releases the lock
+
     def load(self, session: str) -> bytes | None:
         """Open the sealed table of ``session``."""
         path = self._path(session)
@@ -198,7 +219,8 @@ class Vault:
 
     def __init__(self, store: VaultStore | None = None, *, key: bytes | None = None) -> None:
         self._store = store
-        self._tables: dict[str, _Table] = {}
+        self._tables: dict[str, _Table] = {}  # the tables themselves, without a store
+        self._open: dict[str, _Table] = {}  # tables of open transactions, with a store
         self._lock = threading.RLock()
         self._key = key or secrets.token_bytes(32)
 
@@ -207,27 +229,42 @@ class Vault:
         """The key behind the ``hash`` mode and canary tags."""
         return self._key
 
-    def _table(self, session: str) -> _Table:
-        table = self._tables.get(session)
-        if table is None:
-            raw = self._store.load(session) if self._store is not None else None
-            try:
-                table = _Table.from_json(raw) if raw is not None else _Table()
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ScanError("a vault table is damaged") from exc
-            self._tables[session] = table
-        return table
+    def _load(self, session: str) -> _Table:
+        assert self._store is not None
+        raw = self._store.load(session)
+        try:
+            return _Table.from_json(raw) if raw is not None else _Table()
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ScanError("a vault table is damaged") from exc
 
-    def pseudonym(
-        self, session: str, kind: str, value: str, source: str = "", *, persist: bool = True
-    ) -> str:
-        """The pseudonym of ``value`` in ``session`` (the same value, the same pseudonym).
+    @contextlib.contextmanager
+    def transaction(self, session: str, *, write: bool = True) -> Iterator[_Table]:
+        """The session's table, current and (with ``write``) locked against other processes.
 
-        With ``persist=False`` a new entry is kept in memory until :meth:`persist`
-        (to write a text's many new pseudonyms once, not once each).
+        With a store nothing is cached between transactions: another worker may
+        have added pseudonyms since. A writing transaction holds the store's
+        lock for the session and saves the table once at the end.
         """
         with self._lock:
-            table = self._table(session)
+            if self._store is None:
+                yield self._tables.setdefault(session, _Table())
+                return
+            if session in self._open:  # nested: the outer transaction saves
+                yield self._open[session]
+                return
+            with self._store.lock(session) if write else contextlib.nullcontext():
+                table = self._load(session)
+                self._open[session] = table
+                try:
+                    yield table
+                finally:
+                    del self._open[session]
+                if write and table.dirty:
+                    self._store.save(session, table.to_json())
+
+    def pseudonym(self, session: str, kind: str, value: str, source: str = "") -> str:
+        """The pseudonym of ``value`` in ``session`` (the same value, the same pseudonym)."""
+        with self.transaction(session) as table:
             token = table.by_value.get((kind, value))
             if token is not None:
                 return token
@@ -237,21 +274,13 @@ class Vault:
             token = f"<{label}_{n}>"
             table.by_token[token] = Entry(value, kind, source)
             table.by_value[(kind, value)] = token
-            if persist:
-                self.persist(session)
+            table.dirty = True
             return token
-
-    def persist(self, session: str) -> None:
-        """Write the session's table to the store (nothing without a store)."""
-        if self._store is None:
-            return
-        with self._lock:
-            self._store.save(session, self._table(session).to_json())
 
     def lookup(self, session: str, token: str) -> Entry | None:
         """What ``token`` stands for in ``session``, if it is one of its pseudonyms."""
-        with self._lock:
-            return self._table(session).by_token.get(token)
+        with self.transaction(session, write=False) as table:
+            return table.by_token.get(token)
 
     def restore(self, session: str, text: str) -> tuple[str, list[tuple[str, Entry]]]:
         """``text`` with the session's pseudonyms replaced by their values.
@@ -259,10 +288,9 @@ class Vault:
         Returns the new text and the ``(pseudonym, entry)`` pairs restored.
         Tokens that look like pseudonyms but are not in the session stay.
         """
-        if "<" not in text:
+        if "<" not in text or _TOKEN.search(text) is None:
             return text, []
-        with self._lock:
-            table = self._table(session)
+        with self.transaction(session, write=False) as table:
             if not table.by_token:
                 return text, []
             restored: list[tuple[str, Entry]] = []
@@ -288,10 +316,9 @@ class Vault:
         vault: planted text could make the model send it back and get the real
         value. Such tokens become ``‹EMAIL_1›`` (same length, so offsets hold).
         """
-        if "<" not in text:
+        if "<" not in text or _TOKEN.search(text) is None:
             return text, []
-        with self._lock:
-            table = self._table(session)
+        with self.transaction(session, write=False) as table:
             if not table.by_token:
                 return text, []
             spans = [
@@ -341,20 +368,21 @@ def mask_text(
             spans.append((hit.start, hit.end, hit, mode))
     out: list[str] = []
     pos = 0
-    new_pseudonyms = False
-    for start, end, first, mode in spans:
-        value = text[start:end]
-        if mode == "pseudonym":
-            stand_in = vault.pseudonym(session, first.kind, value, source, persist=False)
-            new_pseudonyms = True
-        elif mode == "hash":
-            stand_in = vault.hashed(first.kind, value)
-        else:
-            stand_in = f"[REDACTED:{first.kind.upper()}]"
-        out.append(text[pos:start])
-        out.append(stand_in)
-        pos = end
+    # one transaction for the whole text: the table is read, locked and written once,
+    # and saved before the masked text leaves (so every pseudonym in it resolves)
+    with contextlib.ExitStack() as stack:
+        if any(mode == "pseudonym" for *_, mode in spans):
+            stack.enter_context(vault.transaction(session))
+        for start, end, first, mode in spans:
+            value = text[start:end]
+            if mode == "pseudonym":
+                stand_in = vault.pseudonym(session, first.kind, value, source)
+            elif mode == "hash":
+                stand_in = vault.hashed(first.kind, value)
+            else:
+                stand_in = f"[REDACTED:{first.kind.upper()}]"
+            out.append(text[pos:start])
+            out.append(stand_in)
+            pos = end
     out.append(text[pos:])
-    if new_pseudonyms:
-        vault.persist(session)  # before the masked text leaves: a pseudonym must resolve
     return "".join(out), done
