@@ -44,3 +44,30 @@ def test_deny_rule_cannot_be_dodged_by_another_type(args: dict[str, object]) -> 
         guard.call("pay", "call", {"to": "bob", "force": True})  # control
     with pytest.raises(Denied):
         guard.call("pay", "call", args)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["notes/../../etc/passwd", "notes/../secrets/key.txt", "notes/./../secrets/key.txt"],
+)
+def test_glob_allow_rule_does_not_admit_dot_dot(path: str) -> None:
+    # A glob matches the raw string: `notes/**` is `notes` followed by
+    # anything, `..` included. Built-in tools canonicalise paths first, but a
+    # plain `@guard.tool` function (and a LangChain/MCP tool whose path
+    # argument has an unlisted name) gets the raw string, so the allow rule
+    # admits a path that climbs out. A glob cannot judge a non-canonical path
+    # and should answer "cannot judge" (no allow, deny fires).
+    guard = Guard.from_text(
+        "version: 1\nrules:\n"
+        "  - {id: notes, tool: read_note, effect: allow, when: {path: {glob: 'notes/**'}}}\n"
+        "  - {id: no-secrets, tool: read_note, effect: deny,"
+        " when: {path: {glob: 'secrets/**'}}}\n"
+    )
+
+    @guard.tool("read_note")
+    def read_note(path: str) -> str:
+        return f"would open {path}"
+
+    assert guard.call("read_note", "call", {"path": "notes/a.md"}).value  # control
+    with pytest.raises(Denied):
+        guard.call("read_note", "call", {"path": path})
