@@ -148,3 +148,11 @@ def test_concurrent_writers_lose_no_entries(tmp_path: Path) -> None:
     v = Vault(EncryptedFileStore(tmp_path, KEY), key=KEY)
     values = {v.restore("s", f"<EMAIL_{i}>")[0] for i in range(1, 76)}
     assert len(values) == 75 and all(x.endswith("@example.org") for x in values)
+
+
+def test_origins_link_a_real_value_back_to_its_pseudonym() -> None:
+    v = Vault()
+    v.pseudonym("s", "email", "ada@example.org", source="tool:crm")
+    found = v.origins("s", "mail ada@example.org now")
+    assert [(t, e.source) for t, e in found] == [("<EMAIL_1>", "tool:crm")]
+    assert v.origins("t", "mail ada@example.org now") == []

@@ -282,6 +282,16 @@ class Vault:
         with self.transaction(session, write=False) as table:
             return table.by_token.get(token)
 
+    def origins(self, session: str, text: str) -> list[tuple[str, Entry]]:
+        """The session's pseudonymised values that occur in ``text``, with where each was seen.
+
+        For provenance checks on a call whose pseudonyms were already restored:
+        the flow stage indexes what the model saw (``<EMAIL_1>``), the call
+        carries the real value; this links the two.
+        """
+        with self.transaction(session, write=False) as table:
+            return [(t, e) for t, e in table.by_token.items() if e.value and e.value in text]
+
     def restore(self, session: str, text: str) -> tuple[str, list[tuple[str, Entry]]]:
         """``text`` with the session's pseudonyms replaced by their values.
 
