@@ -418,6 +418,7 @@ class Guard:
                     f"tool `{cap.name}` has no action `{c.call.action}`",
                 )
                 return
+            before = c.call
             try:
                 c.call = cap.prepare(c.call)
             except ToolError as exc:
@@ -425,6 +426,17 @@ class Guard:
                 return
             except Exception as exc:
                 raise _StageFailure("prepare", exc) from exc
+            if c.call.args != before.args and not isinstance(self._arg_scanner, NoScanner):
+                # Canonical arguments can show what the raw ones hid (a secret
+                # percent-encoded in a URL): scan what will really be used, and
+                # keep the audit's copy masked in that form.
+                again: ArgumentScan = self._stage(
+                    "scan_arguments", self._arg_scanner.scan_arguments, c.call, c.session
+                )
+                c.call, c.masked_args = again.call, again.masked_args
+                seen = {(f.scanner, f.kind) for f in c.findings}
+                c.findings += tuple(f for f in again.findings if (f.scanner, f.kind) not in seen)
+                decisions.append(again.decision)
             decisions.append(self._stage("capability", cap.check, c.call))
         decision: Decision = self._stage("policy", self.policy.decide, c.call)
         for d in decisions:
@@ -464,6 +476,7 @@ class Guard:
 
     def _approve(self, c: _Checked) -> _Checked:
         if self.approver is None:
+            c.decision = self._model_decision(c, c.decision)
             seq = self._audit_decision(c)
             raise ApprovalRequired(
                 f"`{c.call.tool}.{c.call.action}` needs approval ({c.decision.rule}) "
@@ -535,10 +548,31 @@ class Guard:
         except Exception as exc:
             raise self._tool_failed(c, exc) from exc
 
+    def _model_text(self, c: _Checked, text: str) -> str:
+        """``text`` about this call masked the way a result would be.
+
+        Refusal and error messages reach the model too; after the argument
+        scanner restored pseudonyms, a message that quotes an argument would
+        otherwise hand back the real value behind ``<EMAIL_1>``.
+        """
+        if isinstance(self._result_scanner, NoScanner):
+            return text
+        try:
+            masked = self._result_scanner.scan_result(c.call, Output(text), c.session).value
+        except Exception:
+            return "details withheld (the result scanner failed on them)"
+        return masked if isinstance(masked, str) else "details withheld"
+
+    def _model_decision(self, c: _Checked, d: Decision) -> Decision:
+        reason = self._model_text(c, d.reason)
+        return d if reason == d.reason else Decision(d.effect, d.rule, reason, d.shadow)
+
     def _tool_failed(self, c: _Checked, exc: Exception) -> StockadeError:
         err: StockadeError
         if isinstance(exc, StockadeError):
             err = exc
+            if err.args and isinstance(err.args[0], str):
+                err.args = (self._model_text(c, err.args[0]), *err.args[1:])
         else:
             err = ToolError(f"tool `{c.call.tool}` failed: {type(exc).__name__}")
         event = self._event(c, "outcome", error_type=type(exc).__name__)
@@ -561,11 +595,11 @@ class Guard:
             # argument scanner restores pseudonyms before the flow check, so the
             # flow stage compares real values with real values.
             self._stage("observe", self.flow.observe, c.call, output.value, scan.labels, c.session)
+            digest, size = _digest(scan.value)
+            if self.policy.budgets.bytes is not None:
+                self._stage("limits", self.sessions.add, f"bytes:{c.session.id}", size)
         except _StageFailure as failure:
             self._fail(c, failure, kind="outcome")
-        digest, size = _digest(scan.value)
-        if self.policy.budgets.bytes is not None:
-            self.sessions.add(f"bytes:{c.session.id}", size)
         findings = c.findings + scan.findings
         event = self._event(
             c,
@@ -619,6 +653,7 @@ class Guard:
         cause: BaseException | None = None,
     ) -> NoReturn:
         seq: int | None = None
+        c.decision = self._model_decision(c, c.decision)
         try:
             seq = self._append(
                 self._event(c, kind, error_type=error_type, findings=c.findings + findings),

@@ -183,6 +183,21 @@ def _glob_fast_path(pattern: str) -> Matcher | None:
     return None
 
 
+def _non_canonical(path: str) -> bool:
+    """Whether a path has `.` or `..` segments or empty inner segments.
+
+    A glob judges canonical paths only: `notes/**` must not admit
+    `notes/../secrets/key`. Built-in tools canonicalise before the policy
+    decides; for a plain function's argument the glob cannot judge (``None``),
+    so an allow rule does not match and a deny rule fires.
+    """
+    if path == "..":
+        return True  # `.` alone is the canonical name of a tool's root
+    if path.startswith(("./", "../")) or path.endswith(("/.", "/..")):
+        return True
+    return "/./" in path or "/../" in path or "//" in path[1:]
+
+
 def compile_glob(patterns: Sequence[str]) -> Matcher:
     """A matcher that is true when a string matches any of ``patterns``."""
     fast: list[Matcher] = []
@@ -200,7 +215,7 @@ def compile_glob(patterns: Sequence[str]) -> Matcher:
         compiled = re2_compile_bytes(regex)
 
     def match(value: Any) -> bool | None:
-        if not isinstance(value, str):
+        if not isinstance(value, str) or _non_canonical(value):
             return None
         for f in fast:
             if f(value):

@@ -99,9 +99,9 @@ def compile_constraint(arg: str, ops: Mapping[str, Any], where: Node | None = No
     checks: list[Matcher] = []
     for op, operand in ops.items():
         if op == "equals":
-            checks.append(_equals(_scalar_key(operand)))
+            checks.append(_equals(operand))
         elif op == "one_of":
-            checks.append(_one_of(frozenset(_scalar_key(v) for v in operand)))
+            checks.append(_one_of(list(operand)))
         elif op == "glob":
             checks.append(compile_glob(_as_list(operand)))
         elif op == "host":
@@ -134,16 +134,34 @@ def compile_constraint(arg: str, ops: Mapping[str, Any], where: Node | None = No
     return all_of
 
 
-def _equals(key: tuple[str, Any]) -> Matcher:
+def _comparable(v: Any, operand: Any) -> bool:
+    """Whether ``v`` and ``operand`` can be compared: same type, or both numbers."""
+    return type(v) is type(operand) or (_is_number(v) and _is_number(operand))
+
+
+def _equals(operand: Any) -> Matcher:
     def check(v: Any) -> bool | None:
-        return None if isinstance(v, (dict, list)) else _scalar_key(v) == key
+        # Another type cannot be judged (never helps a call): `1`, `"yes"` are
+        # not `true`, and a deny rule about `true` must still fire on them.
+        if not _comparable(v, operand):
+            return None
+        return bool(v == operand)
 
     return check
 
 
-def _one_of(allowed: frozenset[tuple[str, Any]]) -> Matcher:
+def _one_of(operands: list[Any]) -> Matcher:
+    allowed = frozenset(_scalar_key(v) for v in operands)
+
     def check(v: Any) -> bool | None:
-        return None if isinstance(v, (dict, list)) else _scalar_key(v) in allowed
+        if isinstance(v, (dict, list)):
+            return None
+        if _scalar_key(v) in allowed:
+            return True
+        comparable = [o for o in operands if _comparable(v, o)]
+        if not comparable:
+            return None
+        return any(v == o for o in comparable)
 
     return check
 
