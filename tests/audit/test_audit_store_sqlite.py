@@ -126,3 +126,39 @@ def test_write_failure_reaches_every_waiting_caller(tmp_path: Path, keys: KeyPat
     verify_log(reader, load_public_key(keys.public))  # a refused batch leaves no trace
     assert reader.size() == seq + 1
     reader.close()
+
+
+def test_group_commit_failure_reaches_every_thread(tmp_path: Path, keys: KeyPaths) -> None:
+    store = SQLiteStore(tmp_path / "a.db", "o")
+    log = open_log(store, keys)
+    log.append(event(0))
+    assert store._w is not None
+    pages = store._w.execute("PRAGMA page_count").fetchone()[0]
+    store._w.execute(f"PRAGMA max_page_count = {pages + 2}")
+    outcomes: list[object] = []
+    lock = threading.Lock()
+
+    def work(t: int) -> None:
+        for i in range(30):
+            try:
+                got: object = log.append(event(i, call_id=f"{t}-{i}"))
+            except AuditError as exc:
+                got = exc
+            with lock:
+                outcomes.append(got)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+        assert not t.is_alive()  # nobody waits forever for a failed leader
+    seqs = sorted(o for o in outcomes if isinstance(o, int))
+    assert len(outcomes) == 240 and any(isinstance(o, AuditError) for o in outcomes)
+    assert seqs == list(range(1, 1 + len(seqs)))  # what was acknowledged is one sequence
+    store._w.execute("PRAGMA max_page_count = 1000000")
+    assert log.append(event(99)) == 1 + len(seqs)
+    log.close()
+    reader = SQLiteStore(tmp_path / "a.db", "o", readonly=True)
+    assert verify_log(reader, load_public_key(keys.public), strict=True).records == len(seqs) + 2
+    reader.close()

@@ -5,7 +5,11 @@ the record is committed to the store (durable as the store's durability
 setting says), and raises :class:`AuditError` when it is not: the guard then
 denies the call. Appends from many threads are committed together (group
 commit): a caller that finds a commit under way waits for it, and the next
-caller commits everything queued meanwhile in one transaction.
+caller commits everything queued meanwhile in one transaction. Before it
+commits, a leader waits (at most 2 ms) for the appenders that were already
+building their record, so batches grow with the number of callers; a lone
+caller never waits. Every caller still returns only after its own record
+committed, and a failed commit fails every record in it.
 
 A checkpoint is signed whenever the log crosses a multiple of
 ``checkpoint_every`` records, every ``checkpoint_interval`` seconds from a
@@ -35,6 +39,8 @@ __all__ = ["AuditLog"]
 
 log = logging.getLogger("stockade.audit")
 _sha256 = hashlib.sha256
+#: the longest a leader waits for appenders still building their record
+_GATHER_WAIT = 0.002
 
 
 @dataclass(slots=True)
@@ -75,6 +81,11 @@ class AuditLog:
         self._clock = clock
         self._queue: list[_Pending] = []
         self._queue_lock = threading.Lock()
+        # group commit: one leader commits everything queued; the others wait
+        # on this condition for their sequence number (or to lead the next one)
+        self._changed = threading.Condition(self._queue_lock)
+        self._leading = False
+        self._encoding = 0  # appends building their record, about to queue it
         self._commit_lock = threading.Lock()
         self._closed = False
         # the head after this writer's last commit: lets the next commit skip reading it
@@ -93,14 +104,41 @@ class AuditLog:
         """Store one event durably and return its sequence number; raise :class:`AuditError`."""
         if self._closed:
             raise AuditError("the audit log is closed")
-        data = encode_event(event, self.origin, self._hmac)
-        item = _Pending(data, leaf_hash(data))
         with self._queue_lock:
-            self._queue.append(item)
+            self._encoding += 1
+        item: _Pending | None = None
+        try:
+            data = encode_event(event, self.origin, self._hmac)
+            item = _Pending(data, leaf_hash(data))
+        finally:
+            with self._queue_lock:
+                self._encoding -= 1
+                if item is not None:
+                    self._queue.append(item)
+                self._changed.notify_all()
         mirrored: Checkpoint | None = None
-        with self._commit_lock:
-            if item.seq < 0 and item.error is None:
-                mirrored = self._commit()
+        with self._queue_lock:
+            # wait until a leader committed this item, or become the leader
+            while item.seq < 0 and item.error is None and self._leading:
+                self._changed.wait()
+            lead = item.seq < 0 and item.error is None
+            if lead:
+                self._leading = True
+                # appenders still building their record join this commit
+                # (bounded wait); a lone appender never waits
+                if self._encoding:
+                    want = len(self._queue) + self._encoding
+                    self._changed.wait_for(
+                        lambda: len(self._queue) >= want or not self._encoding, _GATHER_WAIT
+                    )
+        if lead:
+            try:
+                with self._commit_lock:
+                    mirrored = self._commit()
+            finally:
+                with self._queue_lock:
+                    self._leading = False
+                    self._changed.notify_all()
         if mirrored is not None:
             self._mirror(mirrored)
         if item.error is not None:
