@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from stockade.errors import ConfigurationError
 from stockade.model import (
     Confidentiality,
     Decision,
@@ -328,12 +327,3 @@ def _decide(
             f"scan:{hit.scanner}", f"{hit.scanner} found {hit.kind}{at} ({hit.reason})"
         )
     return None
-
-
-def require_canary(scanner: Any) -> str:
-    """A canary from ``scanner``; a configuration error when it cannot make one."""
-    fn = getattr(scanner, "canary", None)
-    if fn is None:
-        raise ConfigurationError("canary tokens need a `scan:` section in the policy")
-    token: str = fn()
-    return token
