@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
 from stockade.flow.text import canon
 from stockade.model import ToolCall
 
-__all__ = ["describe_origin", "render_request", "scope_key"]
+__all__ = ["describe_origin", "render_request", "safe", "scope_key"]
 
 _RED = "\033[1;31m"
 _YELLOW = "\033[33m"
@@ -45,10 +46,28 @@ def describe_origin(span: Mapping[str, Any]) -> str:
     integrity = "untrusted" if any(x.get("integrity") == "untrusted" for x in labels) else "trusted"
     levels = sorted({str(x.get("confidentiality")) for x in labels})
     what = f"{integrity}, {'/'.join(levels)}" if levels else integrity
-    return (
+    return safe(
         f"{what}: result #{span.get('piece')} of {span.get('tool')}.{span.get('action')} "
         f"({sources})"
     )
+
+
+def _show(ch: str) -> str:
+    """One character as it may reach a human's terminal.
+
+    Control and format characters (ESC, CR, newline, bidi overrides, zero-width)
+    are shown escaped, so an argument cannot move the cursor, rewrite earlier
+    lines, start a line that looks like a header, or reorder what is shown.
+    """
+    if ch in " \u00a0" or unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp", "Co", "Cs"):
+        return ch
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe(text: str) -> str:
+    """``text`` with every control and format character escaped (see :func:`_show`)."""
+    return "".join(_show(ch) for ch in text)
 
 
 def _plain(value: Any) -> str:
@@ -64,22 +83,24 @@ def _marks(text: str, spans: list[Mapping[str, Any]], color: bool) -> tuple[str,
         for s in spans
         if s.get("counts") and 0 <= int(s["start"]) < int(s["end"]) <= len(text)
     ]
+    shown = [_show(ch) for ch in text]
     if not bad:
-        return text, None
+        return "".join(shown), None
     flags = [False] * len(text)
     for start, end in bad:
         for i in range(start, end):
             flags[i] = True
     if color:
         out = []
-        for i, ch in enumerate(text):
+        for i, ch in enumerate(shown):
             if flags[i] and (i == 0 or not flags[i - 1]):
                 out.append(_RED)
             out.append(ch)
             if flags[i] and (i == len(text) - 1 or not flags[i + 1]):
                 out.append(_RESET)
         return "".join(out), None
-    return text, "".join("^" if f else " " for f in flags).rstrip()
+    caret = "".join(("^" if f else " ") * len(ch) for f, ch in zip(flags, shown, strict=True))
+    return "".join(shown), caret.rstrip()
 
 
 def render_request(
@@ -99,13 +120,13 @@ def render_request(
     """
     b, r = (_BOLD, _RESET) if color else ("", "")
     lines = [
-        f"{b}approval needed{r}: {call.tool}.{call.action}"
-        f" (session {call.session}"
-        + (f", principal {call.principal}" if call.principal else "")
+        f"{b}approval needed{r}: {safe(call.tool)}.{safe(call.action)}"
+        f" (session {safe(call.session)}"
+        + (f", principal {safe(call.principal)}" if call.principal else "")
         + ")",
-        f"  why   {rule}: {reason}",
+        f"  why   {safe(rule)}: {safe(reason)}",
     ]
-    width = max([len(k) for k in args] + [4])
+    width = max([len(safe(k)) for k in args] + [4])
     for name, shown in args.items():
         text = _plain(shown)
         raw = call.args.get(name, shown)
@@ -114,17 +135,18 @@ def render_request(
         unmasked = _plain(raw) == text and not prov.get("masked")
         caret: str | None = None
         if spans and unmasked and isinstance(raw, str):
-            text = canon(raw)
-            text, caret = _marks(text, spans, color)
+            text, caret = _marks(canon(raw), spans, color)
+        else:
+            text = safe(text)
         if len(text) > _MAX_VALUE:
             text, caret = text[:_MAX_VALUE] + "…", caret[:_MAX_VALUE] if caret else caret
-        lines.append(f"  {name:<{width}}  {text}")
+        lines.append(f"  {safe(name):<{width}}  {text}")
         if caret:
             lines.append(f"  {'':<{width}}  {caret}")
         lines.extend(_origin_lines(prov, width, color))
     for key, prov in provenance.items():
         if key not in args and isinstance(prov, Mapping):
-            lines.append(f"  {key:<{width}}  (value of several arguments or a part)")
+            lines.append(f"  {safe(key):<{width}}  (value of several arguments or a part)")
             lines.extend(_origin_lines(prov, width, color))
     return "\n".join(lines)
 
