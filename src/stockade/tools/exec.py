@@ -38,21 +38,23 @@ sandbox).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import re
 import shlex
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from stockade.errors import ExecError
-from stockade.model import Decision, Effect, Integrity, Label, Output, ToolCall
+from stockade.model import Confidentiality, Decision, Effect, Integrity, Label, Output, ToolCall
 from stockade.policy.node import Node
 from stockade.policy.rules import RuleSpec, parse_constraint
 from stockade.tools.base import Capability, Context
+from stockade.tools.fs import FSConfig, FSTool
 from stockade.tools.sandbox import (
     DEFAULT_SYSTEM_PATHS,
     WORKSPACE,
@@ -103,6 +105,10 @@ _LIMIT_KEYS = (
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PROXY = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
 _COMMAND_KEYS = ("id", "program", "args", "line", "cwd", "effect", "reason")
+#: how many words of a command, and how long a word, are looked at as paths
+_MAX_WORDS = 4096
+_MAX_PATH = 4096
+_CONF_RANK = {Confidentiality.PUBLIC: 0, Confidentiality.INTERNAL: 1, Confidentiality.SECRET: 2}
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,34 @@ def resolve_program(name: str, system_paths: tuple[str, ...] = DEFAULT_SYSTEM_PA
                 raise ExecError(f"program `{name}` is outside the sandbox's system paths")
             return real
     raise ExecError(f"program `{name}` not found")
+
+
+def _path_candidates(word: str) -> list[str]:
+    """The paths one word may name: itself, after ``@`` (curl) and after ``=`` (``--file=x``)."""
+    out = [word]
+    if word.startswith("@"):
+        out.append(word[1:])
+    if "=" in word:
+        out.append(word.split("=", 1)[1].removeprefix("@"))
+    return out
+
+
+def _script_words(script: str) -> list[str]:
+    """The words of a shell script (redirections split off), best effort."""
+    lexer = shlex.shlex(script, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    try:
+        return list(lexer)
+    except ValueError:
+        return re.split(r"[\s;&|<>()`$'\"]+", script)
+
+
+def _beneath(path: str, root: str) -> str | None:
+    """``path`` relative to ``root`` (``.`` for the root itself), or ``None`` outside it."""
+    if path == root:
+        return "."
+    prefix = root.rstrip("/") + "/"
+    return path[len(prefix) :] if path.startswith(prefix) else None
 
 
 # -- the policy section ----------------------------------------------------------
@@ -337,7 +371,10 @@ class ExecTool(Capability):
         self._policy = policy
         self._sandbox: Sandbox | None = None
         self._lock = threading.Lock()
-        self._proxy: Any = None
+        self._fs: FSTool | None = None
+        # With a network, what a command sends leaves the machine: the flow
+        # stage (trifecta, `sink: external` rules) treats the call as a sink.
+        self.external = config.sandbox.network == "proxy"
 
     # -- prepare / check ----------------------------------------------------------
 
@@ -388,19 +425,164 @@ class ExecTool(Capability):
         return rel
 
     def check(self, call: ToolCall) -> Decision | None:
-        """No shell unless the section allows one, whatever the rules say."""
+        """No shell unless the section allows one; nothing the fs section denies.
+
+        Every word of the command (each ``argv`` element, the words of a
+        script, the part after ``@`` or ``=``, and ``cwd``) that names an
+        existing path beneath the fs tool's root is judged as ``fs.read`` (a
+        folder as ``fs.list``) would be: the built-in deny list, the section's
+        ``deny``, what is on disk (hard links, devices) and the policy's fs
+        rules. A script can still open files by computed names: see
+        ``docs/exec.md``.
+        """
         program = str(call.args.get("program", ""))
         is_shell = call.action == "shell" or posixpath.basename(program) in SHELLS
         if is_shell and self.config.shell == "deny":
             return Decision.deny(
                 "exec:no-shell", "the exec section allows no shell (set `shell: true` to allow)"
             )
+        fs = self._fs_tool()
+        if fs is None:
+            return None
+        for lexical, real, is_dir in self._named_paths(call, fs):
+            decision = self._fs_decision(fs, call, lexical, real, is_dir)
+            if decision is not None:
+                return decision
         return None
+
+    def _fs_tool(self) -> FSTool | None:
+        """The fs tool of the same policy (without its journal), to judge paths; or ``None``."""
+        if self._policy is None:
+            return None
+        section = self._policy.section("fs")
+        if not isinstance(section, FSConfig):
+            return None
+        with self._lock:
+            if self._fs is None:
+                self._fs = FSTool(replace(section, journal=None), policy=self._policy)
+            return self._fs
+
+    def _named_paths(self, call: ToolCall, fs: FSTool) -> list[tuple[str, str, bool]]:
+        """``(lexical, real, is_dir)`` paths relative to the fs root that the command names."""
+        workspace = os.path.realpath(self.config.sandbox.workspace)
+        root = os.path.realpath(fs.config.root)
+        cwd = str(call.args.get("cwd", "."))
+        if call.action == "shell":
+            words = _script_words(str(call.args.get("script", "")))
+        else:
+            words = [str(a) for a in call.args.get("argv", [])]
+        found: dict[tuple[str, str], bool] = {}
+        candidates = ["."] if cwd == "." else [WORKSPACE + "/" + cwd]
+        for word in words[:_MAX_WORDS]:
+            candidates.extend(_path_candidates(word))
+        for cand in candidates:
+            if not cand or len(cand) > _MAX_PATH or "\x00" in cand:
+                continue
+            if cand == WORKSPACE or cand.startswith(WORKSPACE + "/"):
+                host = workspace + cand[len(WORKSPACE) :]
+            elif cand.startswith("/"):
+                host = cand  # `sandbox: none` sees the host's paths
+            else:
+                host = os.path.join(workspace, cwd, cand)
+            host = os.path.normpath(host)
+            if not os.path.lexists(host):
+                continue
+            real = os.path.realpath(host)
+            lexical_rel = _beneath(os.path.normpath(host), root)
+            real_rel = _beneath(real, root)
+            if real_rel is None and lexical_rel is None:
+                continue
+            key = (lexical_rel or real_rel or ".", real_rel or lexical_rel or ".")
+            found[key] = os.path.isdir(real)
+        return [(lex, real, is_dir) for (lex, real), is_dir in found.items()]
+
+    def _fs_decision(
+        self, fs: FSTool, call: ToolCall, lexical: str, real: str, is_dir: bool
+    ) -> Decision | None:
+        for path in dict.fromkeys((lexical, real)):
+            if path == ".":
+                continue
+            # A folder counts as denied when what it holds is (`.ssh` for `**/.ssh/**`).
+            names = (path, f"{path}/_") if is_dir else (path,)
+            if any(fs.section_denied(name) for name in names):
+                return Decision.deny(
+                    "exec:fs-deny",
+                    f"the command names `{path}`, which the fs section denies "
+                    "(built-in deny list or `deny`)",
+                )
+        if real == ".":
+            return None
+        action = "list" if is_dir else "read"
+        on_disk = fs.check(
+            ToolCall("fs", action, {"path": real}, session=call.session, principal=call.principal)
+        )
+        if on_disk is not None and on_disk.effect is not Effect.ALLOW:
+            return Decision(
+                on_disk.effect, "exec:fs-deny", f"the command names `{real}`: {on_disk.reason}"
+            )
+        if self._policy is None:
+            return None
+        for path in dict.fromkeys((real, lexical)):
+            if path == ".":
+                continue
+            probe = ToolCall(
+                "fs", action, {"path": path}, session=call.session, principal=call.principal
+            )
+            ruled = self._policy.decide(probe)
+            if ruled.effect is Effect.DENY:
+                return Decision.deny(
+                    "exec:fs-deny",
+                    f"the command names `{path}`, which `fs.{action}` may not read "
+                    f"(rule `{ruled.rule}`)",
+                )
+            if ruled.effect is Effect.ASK:
+                return Decision.ask(
+                    "exec:fs-ask",
+                    f"the command names `{path}`; `fs.{action}` asks first (rule `{ruled.rule}`)",
+                )
+        return None
+
+    def _output_label(self, call: ToolCall, program: str) -> tuple[Label, ...]:
+        """``exec:<program>`` (untrusted), as confidential as the most confidential
+        file the command named, followed by those files' fs labels."""
+        fs = self._fs_tool()
+        labels: list[Label] = []
+        if fs is not None:
+            seen: set[tuple[Integrity, Confidentiality]] = set()
+            for _lexical, real, _is_dir in self._named_paths(call, fs):
+                label = fs.label(real)
+                kind = (label.integrity, label.confidentiality)
+                if kind not in seen:
+                    seen.add(kind)
+                    labels.append(label)
+        conf = max(
+            (lb.confidentiality for lb in labels),
+            key=_CONF_RANK.__getitem__,
+            default=Confidentiality.INTERNAL,
+        )
+        if _CONF_RANK[conf] < _CONF_RANK[Confidentiality.INTERNAL]:
+            conf = Confidentiality.INTERNAL
+        return (Label(f"exec:{program}", Integrity.UNTRUSTED, conf), *labels)
 
     # -- execute ------------------------------------------------------------------
 
+    @property
+    def _own_proxy(self) -> bool:
+        """Whether each run starts its own proxy (``network: proxy`` without ``proxy:``)."""
+        return self.config.sandbox.network == "proxy" and not self.config.proxy
+
     def sandbox(self) -> Sandbox:
-        """The sandbox (set up at the first use; raise ``SandboxUnavailable`` if it cannot be)."""
+        """The sandbox (set up at the first use; raise ``SandboxUnavailable`` if it cannot be).
+
+        With ``network: proxy`` and no ``proxy:`` address there is no shared
+        sandbox: every run gets its own, whose proxy decides in the calling
+        guard and session (raise :class:`ExecError`).
+        """
+        if self._own_proxy:
+            raise ExecError(
+                "with `network: proxy` each run has its own sandbox and proxy, "
+                "bound to the calling session"
+            )
         with self._lock:
             if self._sandbox is None:
                 config = self.config.sandbox
@@ -410,23 +592,42 @@ class ExecTool(Capability):
             return self._sandbox
 
     def _proxy_address(self) -> tuple[str, int]:
-        if self.config.proxy:
-            host, _, port = self.config.proxy.rpartition(":")
-            try:
-                return host.strip("[]") or "127.0.0.1", int(port)
-            except ValueError:
-                raise ExecError(f"bad proxy address `{self.config.proxy}`") from None
+        host, _, port = self.config.proxy.rpartition(":")
+        try:
+            return host.strip("[]") or "127.0.0.1", int(port)
+        except ValueError:
+            raise ExecError(f"bad proxy address `{self.config.proxy}`") from None
+
+    @contextlib.contextmanager
+    def _run_sandbox(self, ctx: Context) -> Iterator[Sandbox]:
+        """The sandbox for one run.
+
+        With the built-in proxy, a proxy and a sandbox for this run alone: the
+        proxy asks the *calling* guard, in the calling session, about every
+        request, so the session's flow rules (provenance, trifecta), limits,
+        budgets and audit log cover what the command sends. Both are closed
+        when the run ends.
+        """
+        if not self._own_proxy:
+            yield self.sandbox()
+            return
         from stockade.tools.http_proxy import start_proxy
 
-        if self._policy is None:
-            raise ExecError("network `proxy` needs the policy (or a `proxy:` address)")
-        self._proxy = start_proxy(self._policy, "127.0.0.1", 0, session="exec-proxy")
-        address: tuple[str, int] = self._proxy.address
-        return address
+        guard = ctx.session.guard
+        if guard.capability("http") is None:
+            raise ExecError("network `proxy` needs an `http` section in the policy")
+        with (
+            start_proxy(guard, "127.0.0.1", 0, session=ctx.session) as proxy,
+            Sandbox(replace(self.config.sandbox, proxy_address=proxy.address)) as sandbox,
+        ):
+            yield sandbox
 
     def execute(self, call: ToolCall, ctx: Context) -> Output:
         """Run the prepared call in the sandbox; report how it ended and which layers held."""
-        sandbox = self.sandbox()
+        with self._run_sandbox(ctx) as sandbox:
+            return self._execute(sandbox, call)
+
+    def _execute(self, sandbox: Sandbox, call: ToolCall) -> Output:
         args = call.args
         program = str(args["program"])
         if call.action == "shell":
@@ -454,8 +655,7 @@ class ExecTool(Capability):
                 "status": result.describe(),
             },
         }
-        label = Label(f"exec:{program}", Integrity.UNTRUSTED)
-        return Output(value=value, labels=(label,), meta=meta)
+        return Output(value=value, labels=self._output_label(call, program), meta=meta)
 
     def describe(self) -> Mapping[str, Any]:
         """The actions, their JSON schemas and descriptions, for integrations."""
@@ -506,13 +706,13 @@ class ExecTool(Capability):
         }
 
     def close(self) -> None:
-        """Release the sandbox and stop the proxy this tool started, if any."""
+        """Release the shared sandbox, if any (a run's own proxy ends with the run)."""
         if self._sandbox is not None:
             self._sandbox.close()
             self._sandbox = None
-        if self._proxy is not None:
-            self._proxy.close()
-            self._proxy = None
+        if self._fs is not None:
+            self._fs.close()
+            self._fs = None
 
 
 def capability_from_policy(policy: Any) -> list[Capability]:

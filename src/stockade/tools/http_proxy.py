@@ -42,6 +42,7 @@ from stockade.errors import ApprovalRequired, ConfigurationError, Denied, HTTPEr
 from stockade.guard import Guard
 from stockade.model import AuditEvent, Decision, Effect, new_call_id
 from stockade.policy import Policy
+from stockade.session import Session
 from stockade.tools.http import HTTPTool
 from stockade.tools.http_url import canonical_connect, canonical_request
 
@@ -116,12 +117,15 @@ def start_proxy(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    session: str = "proxy",
+    session: Session | str = "proxy",
 ) -> ProxyHandle:
     """Start the proxy in a background thread on ``host:port`` (0 picks a free port).
 
     The guard's ``http`` tool supplies the address rules and the resolver;
-    decisions are made and audited in ``session``. You MUST NOT listen on an
+    decisions are made and audited in ``session`` (a :class:`Session` of
+    that guard keeps its principal: the exec tool passes the calling one,
+    so requests from its sandbox meet that session's flow rules, limits and
+    budgets). You MUST NOT listen on an
     address other processes than the agent's can reach: the proxy has no
     authentication of its own.
     """
@@ -167,10 +171,12 @@ class _Refused(Exception):
 
 
 class _ProxyServer:
-    def __init__(self, guard: Guard, tool: HTTPTool, session: str) -> None:
+    def __init__(self, guard: Guard, tool: HTTPTool, session: Session | str) -> None:
         self.guard = guard
         self.tool = tool
         self.session = session
+        self.session_id = session.id if isinstance(session, Session) else session
+        self.principal = session.principal if isinstance(session, Session) else ""
         self.config = tool.config
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -426,8 +432,8 @@ class _ProxyServer:
         event = AuditEvent(
             kind="outcome",
             time=time.time(),
-            session=self.session,
-            principal="",
+            session=self.session_id,
+            principal=self.principal,
             call_id=call_id,
             tool="http",
             action=action,
