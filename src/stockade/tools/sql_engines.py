@@ -48,6 +48,7 @@ from typing import Any
 
 from stockade.errors import ConfigurationError, SQLError
 from stockade.tools.sql_check import DANGEROUS_FUNCTIONS
+from stockade.tools.sql_errors import sqlite_error_text
 
 __all__ = [
     "ColumnInfo",
@@ -285,7 +286,9 @@ class SQLiteEngine(Engine):
                     ).fetchall()
                     out[name.lower()] = (name, tuple(ColumnInfo(str(c), str(t)) for c, t in cols))
             except sqlite3.Error as exc:
-                raise SQLError(f"cannot read the schema: {_message(exc)}") from exc
+                raise SQLError(
+                    f"cannot read the schema: {sqlite_error_text(str(exc), '')}"
+                ) from exc
         return out
 
     @contextmanager
@@ -297,13 +300,15 @@ class SQLiteEngine(Engine):
         finally:
             self._conn.set_progress_handler(None, 0)
 
-    def _fail(self, exc: sqlite3.Error, timeout: float) -> SQLError:
+    def _fail(self, exc: sqlite3.Error, timeout: float, statement: str = "") -> SQLError:
+        """A fixed message by the message's shape: SQLite's text may quote row
+        values, so it never passes (see :mod:`stockade.tools.sql_errors`)."""
         text = str(exc)
         if "interrupted" in text:
             return SQLError(f"the statement timed out after {timeout:g}s")
         if "not authorized" in text or "prohibited" in text:
-            return SQLError(f"the database refused the statement: {_message(exc)}")
-        return SQLError(f"the statement failed: {_message(exc)}")
+            return SQLError("the database refused the statement: not authorized")
+        return SQLError(sqlite_error_text(text, statement))
 
     def query(self, sql: str, *, max_rows: int, timeout: float) -> QueryResult:
         """See :meth:`Engine.query`."""
@@ -318,7 +323,7 @@ class SQLiteEngine(Engine):
                 if self._conn.in_transaction:
                     self._conn.rollback()
             except sqlite3.Error as exc:
-                raise self._fail(exc, timeout) from exc
+                raise self._fail(exc, timeout, sql) from exc
         return QueryResult(columns, rows[:max_rows], truncated=len(rows) > max_rows)
 
     def primary_key(self, table: str) -> tuple[str, ...]:
@@ -343,7 +348,7 @@ class SQLiteEngine(Engine):
                     columns = tuple(d[0] for d in cur.description or ())
                     return QueryResult(columns, rows, affected=max(cur.rowcount, 0))
                 except sqlite3.Error as exc:
-                    raise self._fail(exc, timeout) from exc
+                    raise self._fail(exc, timeout, sql) from exc
 
             self._writing = True
             try:

@@ -18,7 +18,6 @@ from typing import Any
 
 from stockade.errors import ConfigurationError, SQLError
 from stockade.tools.sql_engines import (
-    _LITERAL,
     ColumnInfo,
     Engine,
     EngineSpec,
@@ -26,6 +25,7 @@ from stockade.tools.sql_engines import (
     Runner,
     _redact_url,
 )
+from stockade.tools.sql_errors import mysql_error_text
 
 __all__ = ["MySQLEngine", "mysql_params"]
 
@@ -219,15 +219,14 @@ class MySQLEngine(Engine):
             cols.setdefault(str(rel).lower(), []).append(ColumnInfo(str(att), str(typ)))
         return {k: (v, tuple(cols[k])) for k, v in names.items()}
 
-    def _fail(self, exc: Exception, timeout: float) -> SQLError:
+    def _fail(self, exc: Exception, timeout: float, statement: str = "") -> SQLError:
+        """A fixed message by error number: the server's text may quote row values,
+        so it never passes (see :mod:`stockade.tools.sql_errors`)."""
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
-        text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
-        text = _LITERAL.sub("'…'", text.splitlines()[0] if text else "")[:200]
-        if code in (1969, 3024) or "max_statement_time" in text or "execution time" in text:
+        message = str(exc.args[1]) if len(exc.args) > 1 else ""
+        if code in (1969, 3024) or "max_statement_time" in message:
             return SQLError(f"the statement timed out after {timeout:g}s")
-        if code in (1142, 1143, 1044, 1045, 1227, 1792, 1370, 1148, 1290):
-            return SQLError(f"the database refused the statement: {text}")
-        return SQLError(f"the statement failed ({code}): {text}")
+        return SQLError(mysql_error_text(code, message, statement))
 
     def _begin(self, cur: Any, timeout: float, *, read_only: bool, max_rows: int) -> None:
         if self._mariadb:
@@ -249,7 +248,7 @@ class MySQLEngine(Engine):
                 rows = list(cur.fetchmany(max_rows + 1))
                 columns = tuple(d[0] for d in cur.description or ())
             except pymysql.MySQLError as exc:
-                raise self._fail(exc, timeout) from exc
+                raise self._fail(exc, timeout, sql) from exc
             finally:
                 self._finish(cur)
         return QueryResult(columns, rows[:max_rows], truncated=len(rows) > max_rows)
@@ -297,7 +296,7 @@ class MySQLEngine(Engine):
                     columns = tuple(d[0] for d in cur.description or ())
                     return QueryResult(columns, rows, affected=int(affected or 0))
                 except pymysql.MySQLError as exc:
-                    raise self._fail(exc, timeout) from exc
+                    raise self._fail(exc, timeout, sql) from exc
 
             try:
                 self._begin(cur, timeout, read_only=False, max_rows=1_000_000)

@@ -17,7 +17,6 @@ from typing import Any
 
 from stockade.errors import ConfigurationError, SQLError
 from stockade.tools.sql_engines import (
-    _LITERAL,
     ColumnInfo,
     Engine,
     EngineSpec,
@@ -25,6 +24,7 @@ from stockade.tools.sql_engines import (
     Runner,
     _redact_url,
 )
+from stockade.tools.sql_errors import postgres_error_text
 
 __all__ = ["PostgresEngine"]
 
@@ -39,6 +39,7 @@ _PG_DANGEROUS_ROLES = (
 )
 
 _PG_CURSOR = "stockade_cursor"
+_PG_DECLARE = f"DECLARE {_PG_CURSOR} NO SCROLL CURSOR FOR "
 
 
 class PostgresEngine(Engine):
@@ -208,16 +209,28 @@ class PostgresEngine(Engine):
             out[key] = (real, tuple(cols[key]))
         return out
 
-    def _fail(self, exc: Exception, timeout: float) -> SQLError:
-        errors = self._psycopg.errors
-        if isinstance(exc, errors.QueryCanceled):
+    def _fail(
+        self, exc: Exception, timeout: float, statement: str = "", prefix: int = 0
+    ) -> SQLError:
+        """A fixed message by SQLSTATE: the server's text may quote row values, so
+        it never passes (see :mod:`stockade.tools.sql_errors`)."""
+        if isinstance(exc, self._psycopg.errors.QueryCanceled):
             return SQLError(f"the statement timed out after {timeout:g}s")
         diag = getattr(exc, "diag", None)
-        primary = getattr(diag, "message_primary", None) or str(exc)
-        text = _LITERAL.sub("'…'", primary.splitlines()[0] if primary else "")[:200]
-        if isinstance(exc, (errors.InsufficientPrivilege, errors.ReadOnlySqlTransaction)):
-            return SQLError(f"the database refused the statement: {text}")
-        return SQLError(f"the statement failed ({type(exc).__name__}): {text}")
+        position: int | None = None
+        try:
+            raw = getattr(diag, "statement_position", None)
+            position = int(raw) if raw is not None else None
+        except (TypeError, ValueError):
+            position = None
+        sqlstate = getattr(exc, "sqlstate", None)
+        if not sqlstate:  # a lost connection, a driver error: no server text either
+            return SQLError(f"the statement failed ({type(exc).__name__})")
+        return SQLError(
+            postgres_error_text(
+                sqlstate if isinstance(sqlstate, str) else None, position, statement, prefix
+            )
+        )
 
     def _begin(self, cur: Any, timeout: float) -> None:
         # The first query takes a snapshot: after it, `transaction_read_only`
@@ -238,15 +251,12 @@ class PostgresEngine(Engine):
                 conn.read_only = True
                 with conn.cursor() as cur:
                     self._begin(cur, timeout)
-                    cur.execute(
-                        f"DECLARE {_PG_CURSOR} NO SCROLL CURSOR FOR {sql}",
-                        prepare=True,
-                    )
+                    cur.execute(_PG_DECLARE + sql, prepare=True)
                     cur.execute(f"FETCH FORWARD {int(max_rows) + 1} FROM {_PG_CURSOR}")
                     rows = cur.fetchall()
                     columns = tuple(d.name for d in cur.description or ())
             except self._psycopg.Error as exc:
-                raise self._fail(exc, timeout) from exc
+                raise self._fail(exc, timeout, sql, len(_PG_DECLARE)) from exc
             finally:
                 self._rollback()
                 self._release_session_state()
@@ -304,7 +314,7 @@ class PostgresEngine(Engine):
                     columns = tuple(d.name for d in cur.description or ())
                     return QueryResult(columns, rows, affected=max(cur.rowcount, 0))
                 except self._psycopg.Error as exc:
-                    raise self._fail(exc, timeout) from exc
+                    raise self._fail(exc, timeout, sql) from exc
 
             try:
                 try:
