@@ -27,6 +27,7 @@ import contextvars
 import json
 import re
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -75,8 +76,13 @@ _APPROVER = "langgraph-interrupt"
 
 @dataclass
 class _Run:
-    """How the current call's tool runs (set by the middleware for one call)."""
+    """How the current call's tool runs (set by the middleware for one call).
 
+    ``tool`` is the LangChain tool the agent's tool node would run: a
+    capability runs the call through the node only when that tool is its own.
+    """
+
+    tool: Any = None
     sync: Callable[[dict[str, Any]], Any] | None = None
     run_async: Callable[[dict[str, Any]], Awaitable[Any]] | None = None
     message: Any = None
@@ -121,6 +127,29 @@ class LangChainToolCapability(Capability):
         self.tool = tool
         self.name = name
         self.external = external
+        # Registered by the middleware on a tool's first call: the policy names the
+        # tool by its LangChain name, so a rebuilt tool of the same name may run too.
+        self.by_name = False
+
+    def _through_node(self, run: _Run | None) -> bool:
+        """Whether the middleware's tool node runs this call (else ``self.tool`` does).
+
+        Refuses a call whose agent tool is not this capability's own: the
+        guard decided for this capability, so no other tool may run under it.
+        """
+        if run is None:
+            return False
+        if self.tool is not None and run.tool is self.tool:
+            return True
+        if self.tool is not None and _built_route(run.tool) == (self.name, "call"):
+            return False  # guard_tool's wrapper of this tool: run the tool itself, once
+        if self.by_name and getattr(run.tool, "name", None) == self.name:
+            return True
+        shown = str(getattr(run.tool, "name", "") or "?")[:80]
+        raise IntegrationError(
+            f"the agent's tool `{shown}` is not the tool `{self.name}` that was decided; "
+            "stockade does not run one tool under another's permission"
+        )
 
     def prepare(self, call: ToolCall) -> ToolCall:
         """Normalise path-like arguments (``path``, ``source``...) before the policy decides."""
@@ -130,7 +159,7 @@ class LangChainToolCapability(Capability):
         """Run the tool (through the agent's tool node when the middleware drives it)."""
         args = dict(call.args)
         run = _RUN.get()
-        if run is not None and run.sync is not None:
+        if self._through_node(run) and run is not None and run.sync is not None:
             return _output(run.sync(args), self.name)
         if self.tool is None:
             raise IntegrationError(f"tool `{self.name}` can only run inside the agent")
@@ -140,7 +169,7 @@ class LangChainToolCapability(Capability):
         """Async :meth:`execute`."""
         args = dict(call.args)
         run = _RUN.get()
-        if run is not None and run.run_async is not None:
+        if self._through_node(run) and run is not None and run.run_async is not None:
             return _output(await run.run_async(args), self.name)
         if self.tool is None:
             raise IntegrationError(f"tool `{self.name}` can only run inside the agent")
@@ -179,6 +208,39 @@ def _refused(exc: Denied | ApprovalRequired, name: str) -> str:
     return refusal_text(exc, name)
 
 
+# The LangChain tools stockade built (id -> (weak reference, guard, route)). Only
+# these are routed by the tool they were built for; any other tool is decided
+# by its own name, whatever its ``metadata`` says.
+_BUILT: dict[int, tuple[weakref.ref[Any], Any, tuple[str, str]]] = {}
+_BUILT_LOCK = threading.Lock()
+
+
+def _remember(built: BaseTool, guard: Guard, route: tuple[str, str]) -> None:
+    key = id(built)
+    with _BUILT_LOCK:
+        _BUILT[key] = (weakref.ref(built), guard, route)
+    weakref.finalize(built, _forget, key)
+
+
+def _forget(key: int) -> None:
+    with _BUILT_LOCK:
+        _BUILT.pop(key, None)
+
+
+def _built_route(tool: Any, guard: Guard | None = None) -> tuple[str, str] | None:
+    """The (tool, action) a tool was built for by :func:`tools`/:func:`guard_tool`, else None.
+
+    With ``guard``, only a tool built for that guard counts.
+    """
+    with _BUILT_LOCK:
+        entry = _BUILT.get(id(tool))
+    if entry is None or entry[0]() is not tool:
+        return None
+    if guard is not None and entry[1] is not guard:
+        return None
+    return entry[2]
+
+
 def tools(guard: Guard, names: list[str] | None = None) -> list[BaseTool]:
     """The guard's registered tools as LangChain tools, one per action.
 
@@ -214,7 +276,7 @@ def _guarded(guard: Guard, tool: str, action: str, name: str, cap: Capability) -
         except ToolError as exc:
             return failure_text(exc, name)
 
-    return StructuredTool(
+    built = StructuredTool(
         name=re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64],
         description=tool_description(cap, action),
         args_schema=schema_for(cap, action),
@@ -222,6 +284,8 @@ def _guarded(guard: Guard, tool: str, action: str, name: str, cap: Capability) -
         coroutine=arun,
         metadata={"stockade_tool": tool, "stockade_action": action},
     )
+    _remember(built, guard, (tool, action))
+    return built
 
 
 def guard_tool(guard: Guard, tool: BaseTool, *, name: str | None = None) -> BaseTool:
@@ -359,14 +423,24 @@ class StockadeMiddleware(AgentMiddleware):
     # -- tool calls ---------------------------------------------------------------------
 
     def _route(self, request: ToolCallRequest) -> tuple[str, str]:
-        meta = getattr(request.tool, "metadata", None) or {}
-        if "stockade_tool" in meta:
-            return str(meta["stockade_tool"]), str(meta.get("stockade_action", "call"))
+        # Only a tool stockade built for this guard is decided as the tool it was
+        # built for; ``metadata`` is data anyone can set, so it never routes.
+        built = _built_route(request.tool, self.guard)
+        if built is not None:
+            return built
         name = str(request.tool_call["name"])
+        own = getattr(request.tool, "name", name) if request.tool is not None else name
+        if own != name:  # another tool answers this call: it would run under this name's rules
+            raise ConfigurationError(
+                f"the agent's tool `{str(own)[:80]}` answers a call of `{name[:80]}`; "
+                "stockade decides a tool only by its own name"
+            )
         with self._lock:  # parallel calls of a new tool register it once
             existing = self.guard.capability(name)
             if existing is None:
-                self.guard.register(LangChainToolCapability(request.tool, name))
+                cap = LangChainToolCapability(request.tool, name)
+                cap.by_name = True
+                self.guard.register(cap)
             elif not isinstance(existing, LangChainToolCapability):
                 # Running the guard's tool instead of the agent's would surprise; refuse.
                 raise ConfigurationError(
@@ -411,7 +485,7 @@ class StockadeMiddleware(AgentMiddleware):
             return handler(request.override(tool_call={**request.tool_call, "args": a}))
 
         pending = _Pending()
-        run = _Run(sync=run_sync)
+        run = _Run(tool=request.tool, sync=run_sync)
         for _ in range(2):
             p_token, r_token = _PENDING.set(pending), _RUN.set(run)
             try:
@@ -445,7 +519,7 @@ class StockadeMiddleware(AgentMiddleware):
             return await handler(request.override(tool_call={**request.tool_call, "args": a}))
 
         pending = _Pending()
-        run = _Run(run_async=run_async)
+        run = _Run(tool=request.tool, run_async=run_async)
         for _ in range(2):
             p_token, r_token = _PENDING.set(pending), _RUN.set(run)
             try:

@@ -10,13 +10,14 @@ tools to the client over stdio or streamable HTTP:
   policy decides each ``tools/call`` like any other call; results are
   scanned, labelled ``untrusted`` and audited by the guard;
 - **pinning**: the first listing of a server records a digest of each tool's
-  name, description and input schema, and the server's name and version, in
-  the pin file. A later change (a new tool, a changed description or schema,
-  another server version) blocks the tool until someone re-approves it with
+  name, description, input schema, title, annotations and output schema, and
+  the server's name and version, in the pin file. A later change (a new
+  tool, a changed description, schema, title or hint, another server
+  version) blocks the tool until someone re-approves it with
   ``stockade mcp pin``; the message names what changed;
-- tool descriptions are scanned for hidden instructions, invisible
-  characters and references to other tools before the client sees them; a
-  tool whose description has findings is blocked. A blocked tool is listed
+- tool descriptions and titles are scanned for hidden instructions,
+  invisible characters and references to other tools before the client sees
+  them; a tool whose description or title has findings is blocked. A blocked tool is listed
   with a description that says why (never its own text) and every call to
   it is refused.
 
@@ -34,7 +35,7 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -83,6 +84,8 @@ __all__ = [
     "PinStore",
     "ToolFingerprint",
     "builtin_description_scan",
+    "fingerprint",
+    "listing_findings",
     "pin_server",
     "printable",
     "scan_tool_description",
@@ -290,7 +293,7 @@ class MCPProxy:
         import mcp_types as types
 
         upstream = await self._upstream_tools()
-        prints = [ToolFingerprint.of(t.name, t.description, t.input_schema) for t in upstream]
+        prints = [fingerprint(t) for t in upstream]
         check = self.pins.compare(self.key, self.identity, prints)
         if check.first_use:
             self.pins.record(self.key, self.identity, prints)
@@ -367,19 +370,14 @@ class MCPProxy:
                 "run `stockade mcp pin` to approve",
             )
         try:
-            findings = scan_tool_description(
-                tool.name, tool.description or "", names, tool.input_schema
-            )
+            found = listing_findings(tool, names)
         except Exception as exc:  # a scanner that breaks must not pass the tool
             log.warning("description scan failed for %s: %s", name, type(exc).__name__)
             return Decision.deny(
                 "mcp:description", f"tool `{name}` is blocked: its description could not be scanned"
             )
-        if findings:
-            kinds = ", ".join(sorted({f.kind for f in findings}))
-            return Decision.deny(
-                "mcp:description", f"tool `{name}` is blocked: its description has {kinds}"
-            )
+        if found:
+            return Decision.deny("mcp:description", f"tool `{name}` is blocked: {_findings(found)}")
         return None
 
     def _audit(self, tool: str, action: str, decision: Decision) -> None:
@@ -579,6 +577,53 @@ class _BearerAuth:
         await self.app(scope, receive, send)
 
 
+def fingerprint(tool: mcp_types.Tool) -> ToolFingerprint:
+    """What is pinned of an upstream tool: name, description, input schema, title,
+    annotations and output schema.
+    """
+    annotations = None
+    if tool.annotations is not None:
+        annotations = tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return ToolFingerprint.of(
+        tool.name,
+        tool.description,
+        tool.input_schema,
+        title=tool.title,
+        annotations=annotations,
+        output_schema=tool.output_schema,
+    )
+
+
+def listing_findings(tool: mcp_types.Tool, names: Sequence[str]) -> dict[str, list[Finding]]:
+    """Scan findings in the texts a client may show of a tool, by part.
+
+    The description (with the input schema) and the titles (the tool's and its
+    annotations'): the keys are ``description`` and ``title``, only parts with
+    findings are present.
+    """
+    out: dict[str, list[Finding]] = {}
+    found = scan_tool_description(tool.name, tool.description or "", names, tool.input_schema)
+    if found:
+        out["description"] = found
+    titles = [tool.title or ""]
+    if tool.annotations is not None:
+        titles.append(tool.annotations.title or "")
+    title = "\n".join(t for t in titles if t)
+    if title:
+        found = scan_tool_description(tool.name, title, names)
+        if found:
+            out["title"] = found
+    return out
+
+
+def _findings(found: Mapping[str, list[Finding]]) -> str:
+    """``its description has ...; its title has ...`` for a block message."""
+    return "; ".join(
+        f"its {part} has {', '.join(sorted({f.kind for f in items}))}"
+        for part, items in found.items()
+    )
+
+
 def _error(text: str) -> mcp_types.CallToolResult:
     import mcp_types as types
 
@@ -595,14 +640,19 @@ def _version() -> str:
 class PinReview:
     """What ``stockade mcp pin`` shows: the comparison, the listing, the findings.
 
-    ``descriptions`` holds each tool's current description, for a human to read
-    before approving (print it with :func:`printable`).
+    ``descriptions``, ``titles`` and ``annotations`` hold each tool's current
+    description, title and annotations, for a human to read before approving
+    (print texts with :func:`printable`); ``blocked`` says, per tool with
+    findings, which of its texts has what.
     """
 
     check: PinCheck
     prints: list[ToolFingerprint]
     findings: dict[str, list[Finding]]
     descriptions: dict[str, str]
+    titles: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    blocked: dict[str, str] = field(default_factory=dict)
 
 
 def printable(text: str) -> str:
@@ -634,22 +684,28 @@ async def pin_server(
         await proxy.start(list_tools=False)
         try:
             upstream = await proxy._upstream_tools()
-            prints = [ToolFingerprint.of(t.name, t.description, t.input_schema) for t in upstream]
+            prints = [fingerprint(t) for t in upstream]
             names = [t.name for t in upstream]
             check = proxy.pins.compare(proxy.key, proxy.identity, prints)
+            by_part = {t.name: found for t in upstream if (found := listing_findings(t, names))}
             findings = {
-                t.name: found
-                for t in upstream
-                if (
-                    found := scan_tool_description(
-                        t.name, t.description or "", names, t.input_schema
-                    )
-                )
+                name: [f for fs in parts.values() for f in fs] for name, parts in by_part.items()
             }
             if write:
                 proxy.pins.record(proxy.key, proxy.identity, prints)
-            descriptions = {t.name: t.description or "" for t in upstream}
-            return PinReview(check, prints, findings, descriptions)
+            return PinReview(
+                check,
+                prints,
+                findings,
+                {t.name: t.description or "" for t in upstream},
+                titles={t.name: t.title for t in upstream if t.title},
+                annotations={
+                    t.name: t.annotations.model_dump(mode="json", by_alias=True, exclude_none=True)
+                    for t in upstream
+                    if t.annotations is not None
+                },
+                blocked={name: _findings(parts) for name, parts in by_part.items()},
+            )
         finally:
             await proxy.__aexit__(None, None, None)
     finally:

@@ -7,6 +7,7 @@ works without the ``mcp`` extra.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -84,11 +85,16 @@ def _pin(args: argparse.Namespace) -> int:
         for name, what in sorted(check.changed.items()):
             print(f"{verb} `{name}`: {what}")
             print(f"    description now: {printable(review.descriptions.get(name, ''))}")
+            if name in review.titles:
+                print(f"    title now: {printable(review.titles[name])}")
+            if name in review.annotations:
+                print(
+                    f"    annotations now: {json.dumps(review.annotations[name], sort_keys=True)}"
+                )
         if not args.dry_run:
             print(f"pinned {len(prints)} tools")
-    for name, found in sorted(findings.items()):
-        kinds = ", ".join(sorted({f.kind for f in found}))
-        print(f"still blocked `{name}`: its description has {kinds}", file=sys.stderr)
+    for name in sorted(findings):
+        print(f"still blocked `{name}`: {review.blocked[name]}", file=sys.stderr)
     if args.dry_run:
         return 0 if check.clean and not check.first_use and not findings else 1
     return 1 if findings else 0

@@ -1,8 +1,13 @@
 """What the MCP proxy trusts about a tool: pins of its listing, and a scan of its description.
 
 Pins: per server, its name and version and, per tool, SHA-256 digests of the
-tool's name, description and input schema, kept in a JSON file
-(:class:`PinStore`); :meth:`PinStore.compare` says what changed since.
+tool's name, description, input schema, title, annotations and output schema,
+kept in a JSON file (:class:`PinStore`); :meth:`PinStore.compare` says what
+changed since.
+
+Pin files written before titles, annotations and output schemas were pinned
+(format 1) keep working for tools that have none of them; a tool that has one
+is blocked until it is pinned again (its pin does not say what was approved).
 
 Description scan: hidden instructions, invisible characters, secret paths and
 instructions about other tools (:func:`scan_tool_description`).
@@ -43,31 +48,70 @@ def _sha(value: Any) -> str:
     return hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+_NO_TEXT = _sha("")
+_NOTHING = _sha(None)
+
+# The parts of a pin: (key in the pin file, words in messages, digest of "absent").
+# The last three came with pin format 2; a format-1 entry lacks their keys.
+_PARTS = (
+    ("description", "description", None),
+    ("input_schema", "input schema", None),
+    ("title", "title", _NO_TEXT),
+    ("annotations", "annotations", _NOTHING),
+    ("output_schema", "output schema", _NOTHING),
+)
+
+
 @dataclass(frozen=True)
 class ToolFingerprint:
-    """What is pinned of one tool: digests of its name, description and input schema."""
+    """What is pinned of one tool: digests of its name, description, input schema,
+    title, annotations (``readOnlyHint``, ``destructiveHint``...) and output schema.
+    """
 
     name: str
     description: str
     input_schema: str
+    title: str = _NO_TEXT
+    annotations: str = _NOTHING
+    output_schema: str = _NOTHING
 
     @classmethod
-    def of(cls, name: str, description: str | None, input_schema: Any) -> ToolFingerprint:
-        """The fingerprint of a tool as listed by the server."""
-        return cls(name, _sha(description or ""), _sha(input_schema or {}))
+    def of(
+        cls,
+        name: str,
+        description: str | None,
+        input_schema: Any,
+        *,
+        title: str | None = None,
+        annotations: Mapping[str, Any] | None = None,
+        output_schema: Any = None,
+    ) -> ToolFingerprint:
+        """The fingerprint of a tool as listed by the server.
+
+        ``annotations`` is the JSON form of the tool's annotations (no or empty
+        annotations are the same); an absent title is the empty title.
+        """
+        return cls(
+            name,
+            _sha(description or ""),
+            _sha(input_schema or {}),
+            _sha(title or ""),
+            _sha(dict(annotations) if annotations else None),
+            _sha(output_schema),
+        )
 
     @property
     def digest(self) -> str:
-        """One digest over the three parts."""
-        return _sha([self.name, self.description, self.input_schema])
+        """One digest over all parts (over the first three when the others are absent)."""
+        base = [self.name, self.description, self.input_schema]
+        extra = [self.title, self.annotations, self.output_schema]
+        if extra == [_NO_TEXT, _NOTHING, _NOTHING]:
+            return _sha(base)  # the digest format 1 wrote for the same tool
+        return _sha(base + extra)
 
     def as_dict(self) -> dict[str, str]:
         """The pin file's entry."""
-        return {
-            "digest": self.digest,
-            "description": self.description,
-            "input_schema": self.input_schema,
-        }
+        return {"digest": self.digest, **{key: getattr(self, key) for key, _, _ in _PARTS}}
 
 
 @dataclass(frozen=True)
@@ -124,6 +168,7 @@ class PinStore:
     ) -> None:
         """Pin ``tools`` and ``identity`` for server ``key`` (replacing earlier pins)."""
         data = self.load()
+        data["version"] = 2
         data["servers"][key] = {
             "identity": dict(identity),
             "tools": {t.name: t.as_dict() for t in tools},
@@ -160,17 +205,31 @@ class PinStore:
             if not isinstance(old, dict):
                 changed[fp.name] = "the tool is new since the server was pinned"
                 continue
-            parts = [
-                what
-                for what, now in (
-                    ("description", fp.description),
-                    ("input schema", fp.input_schema),
-                )
-                if old.get(what.replace(" ", "_")) != now
-            ]
+            parts: list[str] = []
+            unpinned: list[str] = []
+            for part, words, absent in _PARTS:
+                now = getattr(fp, part)
+                if part not in old and absent is not None:
+                    # a format-1 pin: fine while the tool has none of this part
+                    if now != absent:
+                        unpinned.append(words)
+                elif old.get(part) != now:
+                    parts.append(words)
+            what = []
             if parts:
-                changed[fp.name] = f"its {' and '.join(parts)} changed since it was pinned"
+                what.append(f"its {_and(parts)} changed since it was pinned")
+            if unpinned:
+                what.append(
+                    f"its {_and(unpinned)} {'is' if len(unpinned) == 1 else 'are'} not in its pin "
+                    "(pinned by an older stockade)"
+                )
+            if what:
+                changed[fp.name] = "; ".join(what)
         return PinCheck(first_use=False, identity="; ".join(id_changes), changed=changed)
+
+
+def _and(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 # -- description scanning -----------------------------------------------------------
