@@ -213,6 +213,24 @@ def test_sqlite_messages_carry_no_values(people_sqlite: Engine, sql: str) -> Non
     _assert_no_value(_error(people_sqlite, sql))
 
 
+def test_sqlite_undecodable_text_is_not_quoted(tmp_path: Path) -> None:
+    # Python's driver reports `Could not decode to UTF-8 column 'name' with
+    # text '...'`: no pattern knows it, so only the fixed fallback remains.
+    path = tmp_path / "bad.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.execute("INSERT INTO people VALUES (1, CAST(X'4F27427269656E80' AS TEXT))")
+    conn.commit()
+    conn.close()
+    engine = open_engine(EngineSpec(url=f"sqlite:///{path}", tables={"people": None}))
+    try:
+        text = _error(engine, "SELECT name FROM people")
+    finally:
+        engine.close()
+    _assert_no_value(text)
+    assert text == "the statement failed"
+
+
 def test_sqlite_guard_message_carries_no_values(sqlite_env: SQLEnv) -> None:
     with pytest.raises(StockadeError) as info:
         sqlite_env.shared_guard().call(
@@ -241,6 +259,10 @@ def test_names_outside_the_statement_are_never_quoted() -> None:
     assert "Ada" not in sqlite_error_text("no such column: Ada", statement)
     assert "Ada" not in sqlite_error_text('near "Ada": syntax error', statement)
     assert "Ada" not in sqlite_error_text("some new message about 'Ada'", statement)
+    # a commit-time error has no statement: no position is quoted
+    assert postgres_error_text("23505", 3, "", 0) == (
+        "a unique constraint is violated (SQLSTATE 23505)"
+    )
     # no position: nothing from the statement either, only the kind and the code
     assert postgres_error_text("42P01", None, statement, 0) == (
         "a table named in the statement does not exist (SQLSTATE 42P01)"

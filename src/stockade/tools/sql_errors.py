@@ -130,7 +130,7 @@ def postgres_error_text(
         token = _own_token(statement, offset)
         if token is not None:
             text += f" at or near {_quoted(token)}"
-        elif offset >= len(statement):
+        elif statement and offset >= len(statement):
             text += " at the end of the statement"
     return text
 
