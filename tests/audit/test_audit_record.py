@@ -98,3 +98,13 @@ def test_nul_and_lone_surrogates_cannot_make_the_log_refuse_a_record() -> None:
     with pytest.raises(AuditIntegrityError):  # the HMAC keeps the exact raw value
         hmac.check({"q": "a\ufffdb\ufffdc"}, record["args_hmac"])
     assert canonical_json({"k": "\\u0000 is text"}) == b'{"k":"\\\\u0000 is text"}'
+
+
+def test_hmac_of_raw_values_json_cannot_hold() -> None:
+    hmac = ArgsHMAC(b"k" * 32)
+    raw = {"blob": b"\x00\xff", "n": float("inf"), "s": {1, 2}, "nested": [{"x": object()}]}
+    tag = hmac.digest(raw)
+    hmac.check(dict(raw), tag)
+    with pytest.raises(AuditIntegrityError):
+        hmac.check({**raw, "blob": b"\x00\xfe"}, tag)
+    assert hmac.digest({1: "a", "1": "b"}) != hmac.digest({"1": "a"})  # mixed key types
