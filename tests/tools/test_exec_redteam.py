@@ -194,6 +194,15 @@ exec: {{workspace: {tmp_path}, commands: [cat]}}
     assert info.value.decision.rule.startswith("error:")
 
 
+def test_too_many_words_to_check_is_denied(tmp_path: Path) -> None:
+    """Words past the bound are not left unchecked: the call is denied."""
+    _layout(tmp_path)
+    with _guard(tmp_path) as guard:
+        decision = guard.decide("exec", "run", {"argv": ["cat", *["notes.txt"] * 5000, ".env"]})
+    assert decision.effect is Effect.DENY
+    assert "more than" in decision.reason
+
+
 def test_without_fs_section_nothing_changes(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello\n")
     text = f"version: 1\nexec: {{workspace: {tmp_path}, commands: [cat]}}\n"

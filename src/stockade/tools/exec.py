@@ -166,6 +166,9 @@ def _path_candidates(word: str) -> list[str]:
         out.append(word[1:])
     if "=" in word:
         out.append(word.split("=", 1)[1].removeprefix("@"))
+    # HOME is the workspace: `~/x` and `$HOME/x` in a script name /workspace/x
+    for home in ("~", "$HOME", "${HOME}"):
+        out.extend(WORKSPACE + w[len(home) :] for w in list(out) if w.startswith(home + "/"))
     return out
 
 
@@ -444,7 +447,11 @@ class ExecTool(Capability):
         fs = self._fs_tool()
         if fs is None:
             return None
-        for lexical, real, is_dir in self._named_paths(call, fs):
+        try:
+            named = self._named_paths(call, fs)
+        except ExecError as exc:
+            return Decision.deny("exec:fs-deny", str(exc))
+        for lexical, real, is_dir in named:
             decision = self._fs_decision(fs, call, lexical, real, is_dir)
             if decision is not None:
                 return decision
@@ -473,7 +480,9 @@ class ExecTool(Capability):
             words = [str(a) for a in call.args.get("argv", [])]
         found: dict[tuple[str, str], bool] = {}
         candidates = ["."] if cwd == "." else [WORKSPACE + "/" + cwd]
-        for word in words[:_MAX_WORDS]:
+        if len(words) > _MAX_WORDS:
+            raise ExecError(f"the command has more than {_MAX_WORDS} words to check as paths")
+        for word in words:
             candidates.extend(_path_candidates(word))
         for cand in candidates:
             if not cand or len(cand) > _MAX_PATH or "\x00" in cand:
