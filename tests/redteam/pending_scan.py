@@ -6,7 +6,6 @@ Each test asserts the secure behaviour and FAILS today (see tests/redteam/README
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -60,7 +59,9 @@ def test_secret_in_argument_dict_key_is_blocked() -> None:
     # `block: {arguments: [secrets]}` stops a secret in a value, not in a key:
     # a JSON body like {"<secret>": 1} leaves unchecked.
     guard = Guard.from_text(
-        POLICY.replace("scan: {model: false}", "scan: {model: false, block: {arguments: [secrets]}}")
+        POLICY.replace(
+            "scan: {model: false}", "scan: {model: false, block: {arguments: [secrets]}}"
+        )
     )
 
     @guard.tool("echo")
@@ -85,35 +86,3 @@ def test_card_number_returned_as_integer_is_masked() -> None:
     value = guard.call("rows", "call", {}).value
     assert value[0]["card_text"] != "4111111111111111"  # control: the string is masked
     assert value[0]["card"] != 4111111111111111
-
-
-def test_pseudonym_is_not_revealed_by_a_refusal_message(tmp_path: Path) -> None:
-    # The argument scanner restores <EMAIL_1> to the real address before the
-    # tool's prepare/check; their refusal and failure messages quote the
-    # argument, and the integrations pass those messages to the model.
-    (tmp_path / "notes").mkdir()
-    guard = Guard.from_text(
-        POLICY
-        + f"fs:\n  root: {tmp_path}\n  allow: {{read: ['**']}}\n"
-    )
-
-    @guard.tool("lookup")
-    def lookup() -> str:
-        return f"customer: {EMAIL}"
-
-    session = guard.session("s1")
-    shown = guard.call("lookup", "call", {}, session=session).value
-    token = shown.split(": ", 1)[1]
-    assert token.startswith("<EMAIL_")
-    message = {
-        "role": "assistant",
-        "tool_calls": [
-            {"id": "1", "type": "function",
-             "function": {"name": "fs_read", "arguments": json.dumps({"path": "/" + token})}},
-            {"id": "2", "type": "function",
-             "function": {"name": "fs_read", "arguments": json.dumps({"path": token + "/x"})}},
-        ],
-    }
-    answers = guard.handle_tool_calls(message, session=session)
-    for answer in answers:
-        assert EMAIL not in answer["content"], answer["content"]
