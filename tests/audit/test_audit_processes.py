@@ -138,3 +138,21 @@ def test_kill_9_loses_nothing_committed(
     reader = make_store(kind, location, origin)
     verify_log(reader, load_public_key(keys.public), strict=True)
     reader.close()
+
+
+def test_a_process_that_never_closes_still_signs_its_tail(
+    tmp_path: Path, keys: KeyPaths, origin: str
+) -> None:
+    location = str(tmp_path / "audit.db")
+    done = subprocess.run(
+        [sys.executable, APPENDER, "sqlite", location, origin, str(keys.signing.parent), "5", "x"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "STOCKADE_TEST_NO_CLOSE": "1"},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    reader = make_store("sqlite", location, origin)
+    assert verify_log(reader, load_public_key(keys.public), strict=True).records == 5
+    reader.close()

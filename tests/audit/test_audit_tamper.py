@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from audit_helpers import chain_of, event, make_store, open_log
+from audit_helpers import chain_of, crash, event, make_store, open_log
 
 from stockade.audit.checkpoint import Mirror, read_mirror
 from stockade.audit.keys import KeyPaths, load_public_key
@@ -265,7 +265,7 @@ def test_legitimate_history_verifies(
             log.checkpoint()
         elif op == "crash":
             assert log is not None
-            log.store.close()  # the process is gone: no closing checkpoint
+            crash(log)  # the process is gone: no closing checkpoint
             log = None
         elif op == "close":
             assert log is not None
@@ -294,7 +294,7 @@ def test_each_layer_alone(
     log = open_log(make_store(kind, location, origin), keys, checkpoint_every=10)
     for i in range(25):
         log.append(event(i))
-    log.store.close()  # the writer dies: records 20..24 are not signed yet
+    crash(log)  # the writer dies: records 20..24 are not signed yet
     t = Tamperer(kind, location, origin)
     t.apply({"change": {"seq": 22, "find": "notes/22.md", "replace": "notes/ok.md"}})
     with pytest.raises(AuditIntegrityError) as info:

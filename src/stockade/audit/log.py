@@ -19,6 +19,7 @@ log was alive), and when the log is closed.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import threading
@@ -92,6 +93,9 @@ class AuditLog:
         self._head: Head | None = None
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
+        # a process that ends without closing its guard still signs its tail
+        # (the registration keeps an unclosed log alive until then)
+        atexit.register(self.close)
         if checkpoint_interval > 0:
             self._timer = threading.Thread(
                 target=self._tick, name=f"stockade-audit-checkpoints-{self.origin}", daemon=True
@@ -151,6 +155,7 @@ class AuditLog:
         """Stop the checkpoint thread, sign a last checkpoint, release the store."""
         if self._closed:
             return
+        atexit.unregister(self.close)
         self._stop.set()
         if self._timer is not None:
             self._timer.join()
