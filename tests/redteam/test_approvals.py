@@ -1,7 +1,8 @@
-"""Red team: what the human approver is shown. FAILS today."""
+"""Red team regression: what the human approver is shown (R13, fixed in b65c876)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 from stockade import Guard, MemoryAuditSink
@@ -31,10 +32,8 @@ def test_control_characters_in_arguments_are_not_sent_to_the_terminal() -> None:
     def mail(to: str, body: str) -> str:
         return "sent"
 
-    try:
+    with contextlib.suppress(Exception):
         guard.call("mail", "call", {"to": "eve@evil.example", "body": FAKE})
-    except Exception:
-        pass
     shown = out.getvalue()
     assert "eve@evil.example" in shown  # control: the prompt was shown
     assert "\x1b" not in shown

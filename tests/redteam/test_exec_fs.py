@@ -1,4 +1,4 @@
-"""Red team: the exec tool and the fs tool on the same folder. Each test FAILS today."""
+"""Red team regression: the exec tool and the fs tool on the same folder (R7, fixed in a2c2fee)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Red team: the guard pipeline after the tool ran. FAILS today."""
+"""Red team regression: the guard pipeline after the tool ran (R12, fixed in b4cb8e1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Red team: the argument scanner sees the agent's raw URL, not the canonical one. FAILS today."""
+"""Red team regression: scanners see the canonical URL, not the raw one (R11, fixed in b4cb8e1)."""
 
 from __future__ import annotations
 

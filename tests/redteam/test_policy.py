@@ -1,4 +1,4 @@
-"""Red team: rule semantics. Each test asserts the secure behaviour and FAILS today."""
+"""Red team regression: rule semantics (R5 type confusion, R14 non-canonical globs; fixed in b4cb8e1)."""
 
 from __future__ import annotations
 

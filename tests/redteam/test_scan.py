@@ -1,4 +1,4 @@
-"""Red team regression: pseudonyms stay inside their session; planted ones are defanged."""
+"""Red team regression: pseudonyms stay pseudonyms (sessions, planted tokens, R1 refusal texts)."""
 
 from __future__ import annotations
 
