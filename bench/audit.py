@@ -27,7 +27,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,21 @@ def pg_available() -> bool:
         return False
 
 
+@contextmanager
+def bench_database(admin_url: str) -> Iterator[str]:
+    """A new PostgreSQL database for the run, dropped afterwards."""
+    import psycopg
+
+    name = f"stockade_audit_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 def pg_appends(url: str, n: int, threads: int) -> float:
     from stockade.audit.store_postgres import PostgresStore
 
@@ -260,11 +276,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         if pg_available():
             p = max(n // 4, 400)
-            out["postgres_appends_per_s"] = median(runs, lambda: pg_appends(PG_URL, n, 8))
-            out["postgres_appends_per_s_sequential"] = median(
-                runs, lambda: pg_appends(PG_URL, p, 1)
-            )
-            out["postgres_baseline_per_s"] = median(runs, lambda: pg_baseline(PG_URL, p))
+            with bench_database(PG_URL) as url:
+                out["postgres_appends_per_s"] = median(runs, lambda: pg_appends(url, n, 8))
+                out["postgres_appends_per_s_sequential"] = median(
+                    runs, lambda: pg_appends(url, p, 1)
+                )
+                out["postgres_baseline_per_s"] = median(runs, lambda: pg_baseline(url, p))
         else:
             out["postgres_appends_per_s"] = None
             print("PostgreSQL is not running on 127.0.0.1:5432; skipped", file=sys.stderr)
