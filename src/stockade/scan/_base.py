@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -14,7 +15,18 @@ import re2
 from stockade.errors import ConfigurationError
 from stockade.model import Finding
 
-__all__ = ["Encoded", "Hit", "Spans", "compile_re2", "entropy", "map_strings", "walk_strings"]
+__all__ = [
+    "INT_DIGITS",
+    "Encoded",
+    "Hit",
+    "Spans",
+    "compile_re2",
+    "entropy",
+    "key_path",
+    "map_strings",
+    "number_text",
+    "walk_strings",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,20 +178,124 @@ def walk_strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
             yield from walk_strings(item, f"{path}[{i}]")
 
 
-def map_strings(value: Any, fn: Callable[[str, str], str], path: str = "") -> Any:
+#: Integers with at least this many digits are scanned as their decimal text
+#: (a card number or an ID stored in a ``BIGINT`` column or a JSON number).
+INT_DIGITS = 9
+_INT_MIN = 10 ** (INT_DIGITS - 1)
+_FLOAT_MAX = 1e19  # beyond this a float's text is in exponent form: no digits to read
+
+
+def key_path(path: str) -> str:
+    """The path that names the keys of the mapping at ``path`` (a key is not yet a path)."""
+    return f"{path}.(key)" if path else "(key)"
+
+
+def number_text(value: object) -> str | None:
+    """The digits a scanner reads for a number, or ``None`` when it is not scanned.
+
+    Integers (not ``bool``) of :data:`INT_DIGITS` or more digits give their
+    decimal text; so do floats holding such a whole number (``4111111111111111.0``
+    reads as the card it holds). Other numbers are too short for a card and
+    too common (counts, ports, dates, fractional timestamps) to scan.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        if abs(value) < _INT_MIN:
+            return None
+        try:
+            return int.__repr__(value)  # the digits, also for int subclasses and enums
+        except ValueError:  # longer than Python prints: nothing renders it as text either
+            return None
+    if isinstance(value, float) and _INT_MIN <= abs(value) < _FLOAT_MAX and value.is_integer():
+        return int.__repr__(int(value))
+    return None
+
+
+def _map_number(value: Any, fn: Callable[[str, str], str], path: str) -> Any:
+    text = number_text(value)
+    if text is None:
+        return value
+    new = fn(path, text)
+    return value if new == text else new
+
+
+def map_strings(
+    value: Any,
+    fn: Callable[[str, str], str],
+    path: str = "",
+    *,
+    numbers: bool = False,
+    name: Callable[[Any], str] | None = None,
+) -> Any:
     """A copy of ``value`` with every string ``s`` at ``path`` replaced by ``fn(path, s)``.
 
     Dicts, lists and tuples are rebuilt; other values are kept as they are.
+    String keys are mapped too (``fn(key_path(path), key)``); a mapped key
+    that collides with another key gets a ``#2``, ``#3``... suffix (keys left
+    unchanged keep their name). The path below a key is built from the
+    mapped key, or from ``name(key)`` when given (so a pass that restores
+    real values can still name paths by their masked keys). With
+    ``numbers``, long numbers (keys and values, see :func:`number_text`) go
+    through ``fn`` as their digits and are replaced by ``fn``'s string when
+    it changes them.
     """
     if isinstance(value, str):
         return fn(path, value)
+    if numbers and isinstance(value, (int, float)):
+        return _map_number(value, fn, path)
     if isinstance(value, dict):
-        return {
-            key: map_strings(item, fn, f"{path}.{key}" if path else str(key))
-            for key, item in value.items()
-        }
+        return _map_dict(value, fn, path, numbers, name)
     if isinstance(value, list):
-        return [map_strings(item, fn, f"{path}[{i}]") for i, item in enumerate(value)]
+        return [
+            map_strings(item, fn, f"{path}[{i}]", numbers=numbers, name=name)
+            for i, item in enumerate(value)
+        ]
     if isinstance(value, tuple):
-        return tuple(map_strings(item, fn, f"{path}[{i}]") for i, item in enumerate(value))
+        return tuple(
+            map_strings(item, fn, f"{path}[{i}]", numbers=numbers, name=name)
+            for i, item in enumerate(value)
+        )
     return value
+
+
+def _map_dict(
+    value: dict[Any, Any],
+    fn: Callable[[str, str], str],
+    path: str,
+    numbers: bool,
+    name: Callable[[Any], str] | None,
+) -> dict[Any, Any]:
+    kpath = key_path(path)
+    mapped: list[Any] = []
+    for key in value:
+        if isinstance(key, str):
+            mapped.append(fn(kpath, key))
+        elif numbers and isinstance(key, (int, float)):
+            mapped.append(_map_number(key, fn, kpath))
+        else:
+            mapped.append(key)
+    if any(
+        not isinstance(k, str) and isinstance(m, str) for k, m in zip(value, mapped, strict=True)
+    ):
+        # a masked number became text: its neighbours become their JSON text too, so the
+        # keys stay one type (as a model reads them) and can still be sorted and dumped
+        mapped = [json.dumps(m) if _json_scalar(m) else m for m in mapped]
+    # keys the mapping left alone keep their name; a changed key never overwrites one
+    taken = {new for key, new in zip(value, mapped, strict=True) if new is key or new == key}
+    out: dict[Any, Any] = {}
+    for (key, item), new in zip(value.items(), mapped, strict=True):
+        if not (new is key or new == key):
+            base, n = new, 2
+            while new in taken:
+                new, n = f"{base}#{n}", n + 1
+            taken.add(new)
+        label = name(key) if name is not None else str(new)
+        out[new] = map_strings(
+            item, fn, f"{path}.{label}" if path else label, numbers=numbers, name=name
+        )
+    return out
+
+
+def _json_scalar(value: object) -> bool:
+    return value is None or isinstance(value, (bool, int, float))

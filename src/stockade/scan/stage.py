@@ -31,7 +31,7 @@ from stockade.model import (
     Output,
     ToolCall,
 )
-from stockade.scan._base import Hit, map_strings
+from stockade.scan._base import Hit, map_strings, number_text
 from stockade.scan.config import ScanConfig
 from stockade.scan.hygiene import scan_hygiene, strip_invisible
 from stockade.scan.injection import combine_scores, default_rules
@@ -202,6 +202,8 @@ class Scanner:
         source = f"{call.tool}.{call.action}"
         cfg = self.config
 
+        names: dict[str, str] = {}  # every text scanned -> its audit form (to name paths)
+
         def audit_copy(path: str, text: str) -> str:
             nonlocal decision
             result = self.scan_text(
@@ -211,9 +213,16 @@ class Scanner:
                 findings.append(_finding(h, path, "arguments", id(h) in result.masked))
             if decision is None:
                 decision = _decide(self, result, cfg.block_arguments, path, "argument")
+            names.setdefault(text, result.text)
             return result.text
 
-        masked_args = map_strings(dict(call.args), audit_copy)
+        # keys and long integers too: a JSON body `{"<secret>": 1}` is as much sent as a value
+        masked_args = map_strings(dict(call.args), audit_copy, numbers=True)
+
+        def name(key: object) -> str:
+            # the restoring pass names paths by the audit copy's keys, never by real values
+            text = key if isinstance(key, str) else number_text(key)
+            return str(key) if text is None else names.get(text, "(key)")
 
         def restore(path: str, text: str) -> str:
             nonlocal decision
@@ -238,7 +247,7 @@ class Scanner:
                     )
             return new
 
-        real_args = map_strings(dict(call.args), restore)
+        real_args = map_strings(dict(call.args), restore, name=name)
         new_call = call.with_args(real_args) if real_args != dict(call.args) else call
         return ArgumentScan(new_call, masked_args, tuple(findings), decision)
 
@@ -249,9 +258,15 @@ class Scanner:
         cfg = self.config
         source = ",".join(lb.source for lb in output.labels) or f"{call.tool}.{call.action}"
         injection = hidden = secret = False
+        # short texts already found clean (column names, repeated values): scanning is
+        # deterministic for them, as only a text with `<` depends on the vault's state
+        clean: set[str] = set()
 
         def one(path: str, text: str) -> str:
             nonlocal decision, injection, hidden, secret
+            if text in clean:
+                return text
+            raw = text
             text, spoofed = self.vault.defang(call.session, text)
             for s, e in spoofed:
                 reason = f"{path}: a pseudonym of this session written in the result"
@@ -269,6 +284,8 @@ class Scanner:
                     secret = True
             if decision is None:
                 decision = _decide(self, result, cfg.block_results, path, "result")
+            if not result.hits and result.text == raw and len(raw) <= 256 and "<" not in raw:
+                clean.add(raw)
             return result.text
 
         value = output.value
@@ -278,7 +295,8 @@ class Scanner:
             except UnicodeDecodeError:
                 value = output.value  # binary: nothing a model reads as text
         else:
-            value = map_strings(_plain(value), one)
+            # keys and long integers too: a card number in a BIGINT column is still a card
+            value = map_strings(_plain(value), one, numbers=True)
         labels = list(output.labels)
         if injection:
             labels.append(Label("scan:injection", Integrity.UNTRUSTED))
@@ -298,12 +316,26 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, (str, bool, int, float, bytes, bytearray)):
         return value
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            key = _plain_key(k)
+            base, n = key, 2
+            while key in out:  # two objects with the same text: keep both
+                key, n = f"{base}#{n}", n + 1
+            out[key] = _plain(v)
+        return out
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, tuple):
         return tuple(_plain(v) for v in value)
     return str(value)
+
+
+def _plain_key(key: Any) -> Any:
+    # a key the scanners cannot look into reaches the model as its text, like a value
+    if key is None or isinstance(key, (str, bool, int, float)):
+        return key
+    return str(key)
 
 
 def _finding(hit: Hit, path: str, where: str, masked: bool) -> Finding:
