@@ -754,9 +754,11 @@ def _digest(value: Any) -> tuple[str, int]:
     elif isinstance(value, str):
         data = value.encode("utf-8", "surrogatepass")
     else:
-        data = json.dumps(value, sort_keys=True, default=str, ensure_ascii=False).encode(
-            "utf-8", "surrogatepass"
-        )
+        try:
+            text = json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+        except (TypeError, ValueError):  # keys of mixed types, circular values
+            text = repr(value)
+        data = text.encode("utf-8", "surrogatepass")
     return hashlib.sha256(data).hexdigest(), len(data)
 
 

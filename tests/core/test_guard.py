@@ -372,3 +372,9 @@ def test_masked_arguments_never_hold_raw_values_in_memory_sink() -> None:
     guard, sink, _ = make_guard()
     guard.call("echo", "call", {"text": "hi"})
     assert all(e.raw_args == {} for e in sink.events)
+
+
+def test_results_that_json_cannot_sort_still_come_back() -> None:
+    guard = Guard.from_text("version: 1\nrules: [{id: t, tool: t, effect: allow}]")
+    guard.tool("t")(lambda: {1: "a", "b": 2})
+    assert guard.call("t", "call").value == {1: "a", "b": 2}
