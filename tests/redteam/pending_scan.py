@@ -123,3 +123,33 @@ def test_truncated_echo_does_not_reveal_most_of_a_pseudonymised_value(tmp_path: 
     shown = " ".join(a["content"] for a in answers)
     assert "4111 1111 1111 111" not in shown, shown
     assert "4111 1111 1111" not in shown
+
+
+def test_restored_value_does_not_reach_the_audit_through_meta_or_labels(tmp_path: Path) -> None:
+    # The audit keeps the pseudonym view of the arguments, but the outcome
+    # record's `extra` is the tool's meta (fs: the real canonical path) and its
+    # labels name the real path (`fs:notes/ada.lovelace@example.com.txt`).
+    (tmp_path / "root" / "notes").mkdir(parents=True)
+    audit = MemoryAuditSink()
+    guard = Guard.from_text(
+        POLICY
+        + f"fs:\n  root: {tmp_path / 'root'}\n"
+        + "  allow: {read: ['**'], write: ['notes/**']}\n"
+        + f"  journal: {{path: {tmp_path / 'journal'}}}\n",
+        audit=audit,
+    )
+
+    @guard.tool("lookup")
+    def lookup() -> str:
+        return f"customer: {EMAIL}"
+
+    session = guard.session("s1")
+    token = guard.call("lookup", "call", {}, session=session).value.split(": ", 1)[1]
+    guard.call(
+        "fs", "write", {"path": f"notes/{token}.txt", "content": f"mail {token}"}, session=session
+    )
+    outcome = audit.events[-1]
+    assert outcome.kind == "outcome"
+    assert EMAIL not in json.dumps(outcome.args)  # control: the arguments are masked
+    assert EMAIL not in json.dumps(outcome.extra, default=str)
+    assert all(EMAIL not in label.source for label in outcome.labels)
