@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+from collections.abc import Iterator
+
 import pytest
 
 from stockade import Guard, MemoryAuditSink
+from stockade.errors import StockadeError
 from stockade.model import Effect
 
 
@@ -72,3 +77,67 @@ def test_spellings_of_the_allowed_host_are_allowed(guard: Guard, url: str) -> No
 def test_write_method_to_any_host_is_still_denied(guard: Guard) -> None:
     decision = guard.decide("http", "request", {"url": "https://evil.example/", "method": "POST"})
     assert decision.effect is Effect.DENY
+
+
+class _Redirector(http.server.BaseHTTPRequestHandler):
+    target = ""
+    hits: list[str] = []
+
+    def do_GET(self) -> None:
+        _Redirector.hits.append(self.path)
+        if self.path.startswith("/go"):
+            self.send_response(302)
+            self.send_header("location", _Redirector.target)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("content-type", "text/plain")
+        self.send_header("content-length", "6")
+        self.end_headers()
+        self.wfile.write(b"inside")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[int, int]]:
+    made = []
+    for _ in range(2):
+        s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirector)
+        t = threading.Thread(target=s.serve_forever, daemon=True)
+        t.start()
+        made.append((s, t))
+    yield made[0][0].server_address[1], made[1][0].server_address[1]
+    for s, t in made:
+        s.shutdown()
+        s.server_close()
+        t.join()
+
+
+@pytest.mark.parametrize("kind", ["other-port", "localhost-name", "metadata"])
+def test_redirect_to_an_internal_target_is_not_followed(
+    servers: tuple[int, int], kind: str
+) -> None:
+    allowed, internal = servers
+    _Redirector.target = {
+        "other-port": f"http://127.0.0.1:{internal}/secret",
+        "localhost-name": f"http://localhost:{allowed}/secret",
+        "metadata": "http://169.254.169.254/latest/meta-data/",
+    }[kind]
+    _Redirector.hits = []
+    guard = Guard.from_text(
+        f"version: 1\nhttp:\n  allow:\n"
+        f"    - {{id: local, host: 127.0.0.1, scheme: http, port: {allowed}}}\n",
+        audit=MemoryAuditSink(),
+    )
+    try:
+        result = guard.call("http", "request", {"url": f"http://127.0.0.1:{allowed}/go"})
+    except StockadeError:
+        result = None
+    finally:
+        guard.close()
+    assert _Redirector.hits[:1] == ["/go"]  # the allowed request was sent
+    assert "/secret" not in _Redirector.hits
+    assert result is None or "inside" not in str(result.value)
