@@ -5,6 +5,9 @@ and its output keeps the fs labels of the files it names.
 R10: with `network: proxy`, what a command sends is decided by the calling
 guard in the calling session (flow rules, limits, audit), and the call itself
 is an external sink.
+R7b: recursion and git objects cannot reach what fs denies: the sandbox hides
+those files, and `.git` unless `expose_git: true`.
+R10b: a networked command is never handed a confidential file.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import http.server
 import os
 import shutil
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,7 +158,8 @@ def test_workspace_around_the_fs_root(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / ".env").write_text("API_KEY=hunter2\n")
-    (tmp_path / "build.env").write_text("MODE=release\n")
+    (tmp_path / "build.cfg").write_text("MODE=release\n")
+    (tmp_path / "build.env").write_text("MODE=secret\n")
     text = f"""
 version: 1
 fs: {{root: {data}, allow: {{read: ["**"]}}}}
@@ -164,8 +169,11 @@ exec: {{workspace: {tmp_path}, commands: [cat]}}
         denied = guard.decide("exec", "run", {"argv": ["cat", "data/.env"]})
         assert denied.effect is Effect.DENY
         assert denied.rule == "exec:fs-deny"
-        out = guard.call("exec", "run", {"argv": ["cat", "build.env"]})
+        out = guard.call("exec", "run", {"argv": ["cat", "build.cfg"]})
+        hidden = guard.call("exec", "run", {"argv": ["cat", "build.env"]})
     assert out.value["stdout"] == "MODE=release\n"
+    # the sandbox hides what the built-in deny list covers, inside the fs root or not
+    assert hidden.value["stdout"] == ""
 
 
 def test_hard_link_to_a_file_is_refused_as_fs_does(tmp_path: Path) -> None:
@@ -294,16 +302,17 @@ def test_trifecta_also_covers_uploads_from_the_sandbox(tmp_path: Path, sink: int
                 session=session,
             )
         with pytest.raises(Denied) as info:
-            guard.call("exec", "run", _curl("@hr/pay.csv", url), session=session)
+            guard.call("exec", "run", _curl("@hello.txt", url), session=session)
     guard.close()
     assert info.value.decision.rule == "flow:trifecta"
     assert _Sink.received == []
 
 
 def test_proxy_decides_with_the_calling_sessions_flow_rules(tmp_path: Path, sink: int) -> None:
-    """The exec call carries no confidential value (only `@hr/pay.csv`); the request
+    """The exec call carries no confidential value (only `@copy.csv`); the request
     the proxy sees does, and the calling session knows it read it."""
     _files(tmp_path)
+    (tmp_path / "copy.csv").write_text("ada,120000\n")  # a copy, not labelled
     flow = """  rules:
     - {id: secrets-out, sink: external, args: "*", forbid: confidential, effect: deny}"""
     audit = MemoryAuditSink()
@@ -311,10 +320,10 @@ def test_proxy_decides_with_the_calling_sessions_flow_rules(tmp_path: Path, sink
     url = f"http://127.0.0.1:{sink}/upload"
     with guard.session("agent", principal="bot") as session:
         guard.call("fs", "read", {"path": "hr/pay.csv"}, session=session)
-        out = guard.call("exec", "run", _curl("@hr/pay.csv", url), session=session)
+        out = guard.call("exec", "run", _curl("@copy.csv", url), session=session)
         assert str(out.value["stdout"]).endswith("403")
     with guard.session("other") as other:  # a session that read nothing may upload
-        ok = guard.call("exec", "run", _curl("@hr/pay.csv", url), session=other)
+        ok = guard.call("exec", "run", _curl("@copy.csv", url), session=other)
         assert str(ok.value["stdout"]).endswith("200")
     guard.close()
     assert _Sink.received == [b"ada,120000\n"]
@@ -361,3 +370,153 @@ exec: {{workspace: {tmp_path}, network: proxy, commands: [curl]}}
 """
     with Guard.from_text(text) as guard, pytest.raises(StockadeError, match="http"):
         guard.call("exec", "run", {"argv": ["curl", "--version"]})
+
+
+# -- R7b: recursion and git objects ----------------------------------------------
+
+SECRET = "hunter2-redteam"
+
+
+def _git_guard(root: Path, extra: str = "") -> Guard:
+    (root / "notes").mkdir()
+    (root / ".env").write_text(f"API_KEY={SECRET}\n")
+    (root / "notes" / "a.md").write_text("hello API\n")
+    git = ["git", "-c", "user.email=r@t", "-c", "user.name=rt"]
+    subprocess.run([*git, "init", "-q", str(root)], check=True)
+    subprocess.run([*git, "-C", str(root), "add", "-f", ".env", "notes/a.md"], check=True)
+    subprocess.run([*git, "-C", str(root), "commit", "-qm", "init"], check=True)
+    return Guard.from_text(
+        f"""
+version: 1
+fs:
+  root: {root}
+  allow: {{read: ["**"]}}
+exec:
+  workspace: {root}
+  commands: [cat, grep, git, tar]
+{extra}
+""",
+        audit=MemoryAuditSink(),
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["grep", "-r", "API", "."],  # a folder holding a denied file
+        ["grep", "-r", "API"],  # no path at all: the working directory
+        ["tar", "cf", "-", "."],
+        ["git", "show", "HEAD:.env"],  # a path inside a revision
+        ["git", "cat-file", "-p", "HEAD:.env"],
+        ["git", "grep", "API"],
+        ["git", "log", "-p"],
+    ],
+)
+def test_exec_cannot_read_a_denied_file_indirectly(tmp_path: Path, argv: list[str]) -> None:
+    with _git_guard(tmp_path) as guard:
+        with pytest.raises(Denied):
+            guard.call("exec", "run", {"argv": ["cat", ".env"]})  # control: named, denied
+        out = guard.call("exec", "run", {"argv": argv}).value
+    assert SECRET not in out["stdout"]
+    assert SECRET not in out["stderr"]
+
+
+def test_recursion_still_reads_what_is_allowed(tmp_path: Path) -> None:
+    with _git_guard(tmp_path) as guard:
+        out = guard.call("exec", "run", {"argv": ["grep", "-r", "API", "."]}).value
+    assert out["stdout"] == "./notes/a.md:hello API\n"
+
+
+def test_expose_git_lets_git_read_the_repository(tmp_path: Path) -> None:
+    with _git_guard(tmp_path, "  expose_git: true") as guard:
+        out = guard.call("exec", "run", {"argv": ["git", "show", "HEAD:notes/a.md"]}).value
+    assert out["stdout"] == "hello API\n"
+
+
+def test_git_is_hidden_by_default(tmp_path: Path) -> None:
+    with _git_guard(tmp_path) as guard:
+        out = guard.call("exec", "run", {"argv": ["git", "show", "HEAD:notes/a.md"]}).value
+    assert out["exit_code"] != 0
+    assert "hello" not in out["stdout"]
+
+
+def test_a_denied_folder_is_empty_inside_the_sandbox(tmp_path: Path) -> None:
+    _layout(tmp_path)
+    with _guard(tmp_path) as guard:
+        out = guard.call("exec", "shell", {"script": "cat .??*/* sec*/* 2>&1; true"})
+    assert "BEGIN" not in out.value["stdout"]
+    assert "plan" not in out.value["stdout"]
+
+
+def test_too_many_workspace_entries_refuse_the_run(tmp_path: Path) -> None:
+    for i in range(12):
+        (tmp_path / f"f{i}.txt").write_text("x\n")
+    text = f"version: 1\nexec: {{workspace: {tmp_path}, max_entries: 10, commands: [cat]}}\n"
+    with Guard.from_text(text) as guard, pytest.raises(StockadeError, match="max_entries"):
+        guard.call("exec", "run", {"argv": ["cat", "f1.txt"]})
+
+
+def test_max_entries_must_be_positive(tmp_path: Path) -> None:
+    text = f"version: 1\nexec: {{workspace: {tmp_path}, max_entries: 0, commands: [cat]}}\n"
+    with pytest.raises(StockadeError, match="max_entries"):
+        Guard.from_text(text)
+
+
+@pytest.mark.parametrize("argv", [["grep", "-r", "ada", "."], ["grep", "-r", "ada"]])
+def test_recursive_read_keeps_the_confidential_label(tmp_path: Path, argv: list[str]) -> None:
+    (tmp_path / "hr").mkdir()
+    (tmp_path / "hr" / "pay.csv").write_text("ada,120000\n")
+    guard = Guard.from_text(
+        f"""
+version: 1
+fs:
+  root: {tmp_path}
+  allow: {{read: ["**"], list: ["**"]}}
+  labels: {{confidential: ["hr/**"]}}
+exec:
+  workspace: {tmp_path}
+  commands: [grep]
+""",
+        audit=MemoryAuditSink(),
+    )
+    with guard:
+        result = guard.call("exec", "run", {"argv": argv})
+    assert "120000" in result.value["stdout"]
+    assert result.labels[0].confidentiality is Confidentiality.SECRET
+
+
+# -- R10b: a networked command is never handed a confidential file ---------------
+
+
+def test_upload_of_an_unread_confidential_file_is_denied(tmp_path: Path, sink: int) -> None:
+    _files(tmp_path)
+    guard = Guard.from_text(
+        _proxy_policy(
+            tmp_path,
+            sink,
+            "  trifecta: {effect: deny}\n  rules:\n"
+            "    - {id: no-leak, tool: http, forbid: confidential, effect: deny}",
+        ),
+        audit=MemoryAuditSink(),
+    )
+    url = f"http://127.0.0.1:{sink}/upload"
+    with guard.session("agent") as session:
+        guard.call("fs", "read", {"path": "inbox/mail.txt"}, session=session)
+        with pytest.raises(Denied) as info:
+            guard.call("exec", "run", _curl("@hr/pay.csv", url), session=session)
+        with pytest.raises(Denied):
+            guard.call("exec", "run", _curl("@hr", url), session=session)
+    guard.close()
+    assert info.value.decision.rule == "exec:confidential-egress"
+    assert _Sink.received == []
+
+
+def test_a_networked_run_does_not_see_confidential_files(tmp_path: Path, sink: int) -> None:
+    _files(tmp_path)
+    guard = Guard.from_text(
+        _proxy_policy(tmp_path, sink, "").replace("- {program: curl}", "- {program: grep}")
+    )
+    with guard:
+        out = guard.call("exec", "run", {"argv": ["grep", "-r", "-E", "ada|hello", "."]})
+    assert "120000" not in out.value["stdout"]
+    assert "hello" in out.value["stdout"]

@@ -12,6 +12,8 @@ mode, the resource limits and the commands an agent may run::
                file_size: 64MiB, open_files: 256, output: 1MiB, tmp_size: 64MiB}
       env: {LANG: C.UTF-8}
       pass_env: [TZ]                 # copied from stockade's environment when set
+      expose_git: false              # `.git` is hidden from commands unless true
+      max_entries: 20000             # workspace entries walked per run; more = refused
       commands:
         - {program: ls}                                  # any arguments
         - {program: git, line: {regex: "status( --short)?|log -n [0-9]+"}}
@@ -34,6 +36,10 @@ Actions: ``run`` (``argv`` list, optional ``cwd``, ``stdin``, ``timeout``) and
 ``shell`` (``script``, optional ``cwd``, ``stdin``, ``timeout``: only when the
 section says ``shell: true`` or ``ask``; the whole script still runs in the
 sandbox).
+
+At each run the sandbox hides what the fs deny lists cover, ``.git`` and,
+with a network, confidential files (see ``docs/exec.md``); a networked
+command that names a confidential file is denied (``exec:confidential-egress``).
 """
 
 from __future__ import annotations
@@ -91,6 +97,8 @@ _SECTION_KEYS = (
     "pass_env",
     "system_paths",
     "commands",
+    "expose_git",
+    "max_entries",
 )
 _LIMIT_KEYS = (
     "timeout",
@@ -132,6 +140,8 @@ class ExecConfig:
     shell_program: str = "/bin/sh"
     commands: tuple[CommandRule, ...] = ()
     proxy: str = ""
+    expose_git: bool = False
+    max_entries: int = 20000
 
 
 def resolve_program(name: str, system_paths: tuple[str, ...] = DEFAULT_SYSTEM_PATHS) -> str:
@@ -289,12 +299,20 @@ def parse_section(node: Node, ctx: Any) -> ExecConfig:
                 node=m["shell"],
             )
         )
+    expose_git = m["expose_git"].boolean() if "expose_git" in m else False
+    max_entries = 20000
+    if "max_entries" in m:
+        max_entries = m["max_entries"].integer()
+        if max_entries < 1:
+            m["max_entries"].fail("`max_entries` must be at least 1")
     return ExecConfig(
         sandbox=sandbox,
         shell=shell,
         shell_program=shell_program,
         commands=tuple(commands),
         proxy=proxy,
+        expose_git=expose_git,
+        max_entries=max_entries,
     )
 
 
@@ -455,6 +473,28 @@ class ExecTool(Capability):
             decision = self._fs_decision(fs, call, lexical, real, is_dir)
             if decision is not None:
                 return decision
+        if self.external:
+            for lexical, real, is_dir in named:
+                decision = self._egress_decision(fs, lexical, real, is_dir)
+                if decision is not None:
+                    return decision
+        return None
+
+    def _egress_decision(
+        self, fs: FSTool, lexical: str, real: str, is_dir: bool
+    ) -> Decision | None:
+        """A networked command must not be handed a confidential file (R10b):
+        what it reads can leave in the same run, before any label is added."""
+        for path in dict.fromkeys((lexical, real)):
+            if path == ".":
+                continue
+            names = (path, f"{path}/_") if is_dir else (path,)
+            if any(fs.label(name).confidentiality is Confidentiality.SECRET for name in names):
+                return Decision.deny(
+                    "exec:confidential-egress",
+                    f"the command names `{path}`, which is confidential, "
+                    "and the exec section has network access",
+                )
         return None
 
     def _fs_tool(self) -> FSTool | None:
@@ -551,19 +591,105 @@ class ExecTool(Capability):
                 )
         return None
 
-    def _output_label(self, call: ToolCall, program: str) -> tuple[Label, ...]:
+    def _workspace_view(self) -> tuple[list[tuple[str, bool]], list[tuple[str, Label]]]:
+        """What the sandbox must hide beneath the workspace, and the fs labels of
+        the files it leaves visible (``(path relative to the fs root, label)``).
+
+        Hidden: what the fs built-in deny list or the fs section's ``deny``
+        covers, ``.git`` (unless ``expose_git: true``), files with more than one
+        hard link (unless fs allows ``hardlinks``) and, with network access,
+        confidential files. Symbolic links are left as they are (their target
+        is judged under its own name). More than ``max_entries`` entries raise
+        :class:`ExecError`: the run is refused rather than half-checked.
+        """
+        fs = self._fs_tool()
+        workspace = os.path.realpath(self.config.sandbox.workspace)
+        if fs is None:
+            fs = FSTool(FSConfig(root=Path(workspace)))
+        root = os.path.realpath(fs.config.root)
+        hide: list[tuple[str, bool]] = []
+        visible: list[tuple[str, Label]] = []
+        count = 0
+        stack = [""]
+        while stack:
+            rel_dir = stack.pop()
+            host_dir = os.path.join(workspace, rel_dir) if rel_dir else workspace
+            try:
+                with os.scandir(host_dir) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as exc:
+                raise ExecError(
+                    f"cannot look through the workspace folder `{rel_dir or '.'}`"
+                ) from exc
+            for entry in entries:
+                count += 1
+                if count > self.config.max_entries:
+                    raise ExecError(
+                        f"the workspace holds more than {self.config.max_entries} entries "
+                        "(`max_entries`): the run is refused"
+                    )
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                fs_rel = _beneath(os.path.join(host_dir, entry.name), root) or rel
+                try:
+                    if entry.is_symlink():
+                        continue
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                    nlink = 1 if is_dir else entry.stat(follow_symlinks=False).st_nlink
+                except OSError as exc:
+                    raise ExecError(f"cannot look at the workspace entry `{rel}`") from exc
+                if entry.name == ".git" and not self.config.expose_git:
+                    hide.append((rel, is_dir))
+                    continue
+                probe = f"{fs_rel}/_" if is_dir else fs_rel
+                denied = fs.section_denied(fs_rel) or fs.section_denied(probe)
+                secret = fs.label(probe).confidentiality is Confidentiality.SECRET
+                if denied or (self.external and secret):
+                    hide.append((rel, is_dir))
+                elif is_dir:
+                    stack.append(rel)
+                elif nlink > 1 and entry.is_file(follow_symlinks=False) and not fs.config.hardlinks:
+                    hide.append((rel, False))
+                else:
+                    visible.append((fs_rel, fs.label(fs_rel)))
+        return hide, visible
+
+    def _output_label(
+        self, call: ToolCall, program: str, visible: tuple[tuple[str, Label], ...] = ()
+    ) -> tuple[Label, ...]:
         """``exec:<program>`` (untrusted), as confidential as the most confidential
-        file the command named, followed by those files' fs labels."""
+        file the command named or could read, followed by those files' fs labels.
+
+        A folder the command names counts as every visible file beneath it
+        (``grep -r x hr``); the working directory counts so when the command
+        names no other path (``grep -r x``) or is a shell script (which may
+        compute names).
+        """
         fs = self._fs_tool()
         labels: list[Label] = []
+        seen: set[tuple[Integrity, Confidentiality]] = set()
+
+        def add(label: Label) -> None:
+            kind = (label.integrity, label.confidentiality)
+            if kind not in seen:
+                seen.add(kind)
+                labels.append(label)
+
         if fs is not None:
-            seen: set[tuple[Integrity, Confidentiality]] = set()
-            for _lexical, real, _is_dir in self._named_paths(call, fs):
-                label = fs.label(real)
-                kind = (label.integrity, label.confidentiality)
-                if kind not in seen:
-                    seen.add(kind)
-                    labels.append(label)
+            named = self._named_paths(call, fs)
+            root = os.path.realpath(fs.config.root)
+            cwd_host = os.path.realpath(
+                os.path.join(self.config.sandbox.workspace, str(call.args.get("cwd", ".")))
+            )
+            cwd_rel = _beneath(cwd_host, root)
+            others = [n for n in named if n[1] != cwd_rel]
+            reach = [real for _lex, real, is_dir in others if is_dir]
+            if cwd_rel is not None and (call.action == "shell" or not others):
+                reach.append(cwd_rel)
+            for _lexical, real, _is_dir in named:
+                add(fs.label(real))
+            for path, label in visible:
+                if any(r == "." or path == r or path.startswith(r + "/") for r in reach):
+                    add(label)
         conf = max(
             (lb.confidentiality for lb in labels),
             key=_CONF_RANK.__getitem__,
@@ -647,11 +773,13 @@ class ExecTool(Capability):
         if "timeout" in args:
             limits = replace(limits, timeout=float(args["timeout"]))
         stdin = args.get("stdin")
+        hide, visible = self._workspace_view()
         result = sandbox.run(
             argv,
             cwd=str(args.get("cwd", ".")),
             stdin=stdin.encode("utf-8") if isinstance(stdin, str) else None,
             limits=limits,
+            hide=hide if self.config.sandbox.mode == "bwrap" else (),
         )
         value = result.as_dict()
         meta = {
@@ -664,7 +792,9 @@ class ExecTool(Capability):
                 "status": result.describe(),
             },
         }
-        return Output(value=value, labels=self._output_label(call, program), meta=meta)
+        return Output(
+            value=value, labels=self._output_label(call, program, tuple(visible)), meta=meta
+        )
 
     def describe(self) -> Mapping[str, Any]:
         """The actions, their JSON schemas and descriptions, for integrations."""

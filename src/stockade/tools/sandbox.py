@@ -60,6 +60,7 @@ import re
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -79,6 +80,7 @@ from stockade.tools.sandbox_host import (
     _interpreter,
     _launcher_file,
     _PidsCgroup,
+    _private_folder,
     probe,
 )
 
@@ -538,6 +540,7 @@ class Sandbox:
         stdin: int | IO[Any] | None,
         stdout: int | IO[Any] | None,
         stderr: int | IO[Any] | None,
+        hide: Sequence[tuple[str, bool]] = (),
     ) -> SandboxedProcess:
         if not argv or not argv[0].startswith("/"):
             raise ExecError("the program must be given by absolute path")
@@ -557,7 +560,7 @@ class Sandbox:
                 launcher_cfg["landlock"] = self._landlock_config()
             if self._bridge is not None:
                 launcher_cfg["relay"] = [RELAY_PORT, _PROXY_SOCKET_IN]
-            cmd = [*self._prefix]
+            cmd = [*self._prefix, *_hide_args(hide)]
             if self._seccomp:
                 seccomp_fd = os.memfd_create("stockade-seccomp", 0)
                 os.write(seccomp_fd, self._seccomp)
@@ -667,8 +670,18 @@ class Sandbox:
         cwd: str = ".",
         stdin: bytes | None = None,
         limits: Limits | None = None,
+        hide: Sequence[tuple[str, bool]] = (),
     ) -> RunResult:
-        """Run a command to its end (or its limits) and return how it ended."""
+        """Run a command to its end (or its limits) and return how it ended.
+
+        ``hide`` lists ``(path, is_dir)`` pairs relative to the workspace that
+        the command must not see (bubblewrap only): a file is covered by an
+        empty read-only file, a folder by an empty read-only tmpfs. With
+        ``sandbox: none`` nothing can be hidden and a non-empty ``hide``
+        raises :class:`ExecError` (fail closed).
+        """
+        if hide and self.config.mode != "bwrap":
+            raise ExecError("the workspace holds denied files and `sandbox: none` cannot hide them")
         lim = limits or self.config.limits
         started = time.perf_counter()
         deadline = time.monotonic() + lim.timeout if self._layers_on.timeout else None
@@ -679,6 +692,7 @@ class Sandbox:
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            hide=hide,
         )
         try:
             out, err, truncated, killed = _collect(handle, stdin or b"", deadline, lim.output)
@@ -791,6 +805,43 @@ class SandboxedProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def _hide_args(hide: Sequence[tuple[str, bool]]) -> list[str]:
+    """bubblewrap arguments that cover workspace paths: files by an empty
+    read-only file, folders by an empty read-only tmpfs."""
+    args: list[str] = []
+    for rel, is_dir in hide:
+        norm = posixpath.normpath(rel)
+        if norm in (".", "") or norm.startswith(("/", "../")) or norm == "..":
+            raise ExecError(f"cannot hide `{rel}`: not beneath the workspace")
+        inside = f"{WORKSPACE}/{norm}"
+        if is_dir:
+            args += ["--perms", "0555", "--tmpfs", inside, "--remount-ro", inside]
+        else:
+            args += ["--ro-bind", _empty_file(), inside]
+    return args
+
+
+_empty_lock = threading.Lock()
+_empty_path: list[str] = []
+
+
+def _empty_file() -> str:
+    """An empty read-only file (made once per process) to bind over hidden files.
+
+    Not ``/dev/null``: the workspace is mounted ``nodev``, where opening a
+    device fails, and a tool such as git must read an empty file, not fail.
+    """
+    with _empty_lock:
+        if _empty_path and os.path.isfile(_empty_path[0]):
+            return _empty_path[0]
+        path = os.path.join(_private_folder(), "empty")
+        with open(path, "wb"):
+            pass
+        os.chmod(path, 0o444)
+        _empty_path[:] = [path]
+        return path
 
 
 def _first_error_line(proc: subprocess.Popen[bytes]) -> str:
