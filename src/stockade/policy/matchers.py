@@ -191,11 +191,13 @@ def _non_canonical(path: str) -> bool:
     decides; for a plain function's argument the glob cannot judge (``None``),
     so an allow rule does not match and a deny rule fires.
     """
-    if path == "..":
-        return True  # `.` alone is the canonical name of a tool's root
-    if path.startswith(("./", "../")) or path.endswith(("/.", "/..")):
+    if "//" in path[1:]:
         return True
-    return "/./" in path or "/../" in path or "//" in path[1:]
+    if path[:1] == "." and (path == ".." or path.startswith(("./", "../"))):
+        return True  # `.` alone is the canonical name of a tool's root
+    if "/." not in path:
+        return False  # the common case: no segment starts with a dot
+    return "/./" in path or "/../" in path or path.endswith(("/.", "/.."))
 
 
 def compile_glob(patterns: Sequence[str]) -> Matcher:

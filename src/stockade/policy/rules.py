@@ -152,16 +152,19 @@ def _equals(operand: Any) -> Matcher:
 
 def _one_of(operands: list[Any]) -> Matcher:
     allowed = frozenset(_scalar_key(v) for v in operands)
+    types = frozenset(type(o) for o in operands)
+    numbers = any(_is_number(o) for o in operands)
 
     def check(v: Any) -> bool | None:
         if isinstance(v, (dict, list)):
             return None
         if _scalar_key(v) in allowed:
             return True
-        comparable = [o for o in operands if _comparable(v, o)]
-        if not comparable:
-            return None
-        return any(v == o for o in comparable)
+        if type(v) in types and not (numbers and _is_number(v)):
+            return False  # same type, not listed
+        if not (numbers and _is_number(v)):
+            return None  # another type: cannot judge
+        return any(_is_number(o) and v == o for o in operands)
 
     return check
 
