@@ -317,3 +317,30 @@ def test_pass_env_is_an_allow_list(workspace: Path, monkeypatch: pytest.MonkeyPa
     assert "TZ=Europe/Zurich" in out
     assert "s3cr3t" not in out
     assert "NOT_SET_ANYWHERE" not in out
+
+
+def test_hidden_paths_read_as_empty_and_cannot_be_written(
+    sandbox: Sandbox, workspace: Path
+) -> None:
+    (workspace / "key.txt").write_text("hunter2\n")
+    (workspace / "vault").mkdir()
+    (workspace / "vault" / "a.txt").write_text("hunter2\n")
+    hide = [("key.txt", False), ("vault", True)]
+    read = sandbox.run(["/bin/cat", "key.txt"], hide=hide)
+    listed = sandbox.run(["/bin/ls", "-A", "vault"], hide=hide)
+    write = sandbox.run(["/usr/bin/touch", "vault/new"], hide=hide)
+    assert read.exit_code == 0 and read.stdout == b""
+    assert listed.exit_code == 0 and listed.stdout == b""
+    assert write.exit_code != 0
+    assert (workspace / "key.txt").read_text() == "hunter2\n"
+
+
+def test_hide_outside_the_workspace_is_refused(sandbox: Sandbox) -> None:
+    with pytest.raises(ExecError, match="not beneath"):
+        sandbox.run(["/bin/true"], hide=[("../etc", True)])
+
+
+def test_hide_without_bubblewrap_fails_closed(workspace: Path) -> None:
+    bare = Sandbox(SandboxConfig(workspace=workspace, mode="none"))
+    with pytest.raises(ExecError, match="cannot hide"):
+        bare.run(["/bin/true"], hide=[("key.txt", False)])
