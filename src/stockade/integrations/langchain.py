@@ -41,8 +41,13 @@ from stockade.errors import (
 )
 from stockade.integrations.mcp_config import DEFAULT_PATH_ARGS
 from stockade.integrations.openai import failure_text, refusal_text
-from stockade.integrations.schema import canonical_paths, schema_for, tool_description
-from stockade.model import Integrity, Label, Output, ToolCall
+from stockade.integrations.schema import (
+    canonical_paths,
+    denied_paths,
+    schema_for,
+    tool_description,
+)
+from stockade.model import Decision, Integrity, Label, Output, ToolCall
 from stockade.session import Session
 from stockade.stages import Approval, ApprovalRequest
 from stockade.tools.base import Capability, Context
@@ -154,6 +159,10 @@ class LangChainToolCapability(Capability):
     def prepare(self, call: ToolCall) -> ToolCall:
         """Normalise path-like arguments (``path``, ``source``...) before the policy decides."""
         return canonical_paths(call, DEFAULT_PATH_ARGS)
+
+    def check(self, call: ToolCall) -> Decision | None:
+        """Path arguments on the built-in deny list (`.env`, keys, credentials) are denied."""
+        return denied_paths(call, DEFAULT_PATH_ARGS)
 
     def execute(self, call: ToolCall, ctx: Context) -> Output:
         """Run the tool (through the agent's tool node when the middleware drives it)."""

@@ -55,7 +55,12 @@ from stockade.integrations.mcp_pins import (
     scan_tool_description,
 )
 from stockade.integrations.openai import failure_text, refusal_text
-from stockade.integrations.schema import SchemaCheck, canonical_paths, compile_schema
+from stockade.integrations.schema import (
+    SchemaCheck,
+    canonical_paths,
+    compile_schema,
+    denied_paths,
+)
 from stockade.model import (
     AuditEvent,
     Decision,
@@ -150,8 +155,9 @@ class MCPToolCapability(Capability):
         return canonical_paths(call, self.proxy.config.path_args)
 
     def check(self, call: ToolCall) -> Decision | None:
-        """Deny a blocked tool (changed since pinned, poisoned description, gone)."""
-        return self.blocked
+        """Deny a blocked tool (changed since pinned, poisoned description, gone), and
+        path arguments on the built-in deny list (`.env`, keys, credentials)."""
+        return self.blocked or denied_paths(call, self.proxy.config.path_args)
 
     def execute(self, call: ToolCall, ctx: Context) -> Output:
         """MCP tools run asynchronously: use ``guard.acall``."""

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from stockade.errors import ConfigurationError, ToolError
-from stockade.model import ToolCall
+from stockade.model import Decision, ToolCall
 from stockade.policy.matchers import PatternError, re2_compile
 from stockade.tools.base import Capability, FunctionCapability
 
@@ -34,6 +34,7 @@ __all__ = [
     "SchemaCheck",
     "canonical_paths",
     "compile_schema",
+    "denied_paths",
     "schema_for",
     "tool_description",
 ]
@@ -488,6 +489,31 @@ def _canonical_path(value: Any, arg: str) -> Any:
     if norm == ".." or norm.startswith("../"):
         raise ToolError(f"argument `{arg}` climbs out of its directory with `..`")
     return norm
+
+
+def denied_paths(call: ToolCall, names: Iterable[str]) -> Decision | None:
+    """A deny when a path argument falls in the fs tool's built-in deny list.
+
+    `.env`, private keys, cloud credentials, password stores and model weights
+    stay out of reach of file-reading tools from other frameworks too, not only
+    of stockade's own fs tool (red-team R16). Nothing lifts it here: give such a
+    file to the agent through the fs tool and its `unlock` list.
+    """
+    from stockade.tools.fs import builtin_deny_group
+
+    wanted = set(names)
+    for key, value in call.args.items():
+        if key not in wanted:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                group = builtin_deny_group(item)
+                if group is not None:
+                    return Decision.deny(
+                        "integrations:builtin-deny",
+                        f"argument `{key}` names a path on the built-in deny list ({group})",
+                    )
+    return None
 
 
 def canonical_paths(call: ToolCall, names: Iterable[str]) -> ToolCall:

@@ -63,6 +63,7 @@ __all__ = [
     "FSConfig",
     "FSLimits",
     "FSTool",
+    "builtin_deny_group",
     "canonical_path",
     "capability_from_policy",
     "parse_section",
@@ -164,6 +165,30 @@ def _maybe_denied(low: str) -> bool:
         return True
     name = low.rpartition("/")[2]
     return "." in name and name.rpartition(".")[2] in _DENY_EXTENSIONS
+
+
+_BUILTIN_GROUPS: list[tuple[str, Any]] = []
+
+
+def builtin_deny_group(path: str) -> str | None:
+    """The built-in deny group a path falls in (no policy, no unlock), or ``None``.
+
+    For tools outside the fs tool that take paths (MCP servers, LangChain
+    tools): the same list, on the canonical path, absolute or relative.
+    """
+    low = path.lower().lstrip("/")
+    if not _maybe_denied(low):
+        return None
+    if not _BUILTIN_GROUPS:
+        _BUILTIN_GROUPS.extend((g, compile_glob(list(globs))) for g, globs in BUILTIN_DENY.items())
+    # an absolute path is checked from every folder down, as if the root were there
+    parts = low.split("/")
+    for i in range(len(parts)):
+        tail = "/".join(parts[i:])
+        for group, match in _BUILTIN_GROUPS:
+            if match(tail):
+                return str(group)
+    return None
 
 
 # Characters that look like `/`, `\` or `.` without being them; NFKC catches

@@ -1,4 +1,4 @@
-"""Red team: fs's built-in deny list does not cover MCP tools' path arguments. FAILS today."""
+"""Red team R16 (fixed): the built-in deny list also covers MCP tools' path arguments."""
 
 from __future__ import annotations
 
