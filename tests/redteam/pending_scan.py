@@ -54,25 +54,3 @@ def test_restored_value_does_not_reach_the_audit_through_meta_or_labels(tmp_path
     assert EMAIL not in json.dumps(outcome.args)  # control: the arguments are masked
     assert EMAIL not in json.dumps(outcome.extra, default=str)
     assert all(EMAIL not in label.source for label in outcome.labels)
-
-
-def test_nested_bytes_are_scanned_before_they_reach_the_model() -> None:
-    # scan_result decodes a top-level bytes value, but map_strings leaves bytes
-    # nested in a dict or list alone; handle_tool_calls then json.dumps the
-    # value with default=str, so the model reads "b'ghp_...'" in clear.
-    guard = Guard.from_text(
-        "version: 1\nrules:\n  - {id: blob, tool: blob, effect: allow}\nscan: {model: false}\n"
-    )
-
-    @guard.tool("blob")
-    def blob() -> object:
-        return {"blob": GH.encode(), "parts": [bytearray(GH.encode())]}
-
-    message = {
-        "role": "assistant",
-        "tool_calls": [
-            {"id": "1", "type": "function", "function": {"name": "blob", "arguments": "{}"}}
-        ],
-    }
-    answer = guard.handle_tool_calls(message)[0]["content"]
-    assert GH not in answer, answer

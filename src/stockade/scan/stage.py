@@ -313,8 +313,12 @@ def _plain(value: Any) -> Any:
     A tool may return its own objects; what the model reads of them is their
     text, so that is what gets scanned and masked (scalars stay as they are).
     """
-    if value is None or isinstance(value, (str, bool, int, float, bytes, bytearray)):
+    if value is None or isinstance(value, (str, bool, int, float)):
         return value
+    if isinstance(value, (bytes, bytearray)):
+        # Bytes inside a structure reach the model as text; scan them as text
+        # (the top level keeps bytes, see scan_result). Red-team R18.
+        return bytes(value).decode("utf-8", "replace")
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
         for k, v in value.items():
