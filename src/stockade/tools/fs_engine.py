@@ -152,7 +152,7 @@ class FSEngine:
 
     # -- opening by descriptor ------------------------------------------------
 
-    def _confirm(self, fd: int, path: str, call: ToolCall, name: str | None = None) -> None:
+    def _confirm(self, fd: int, path: str, call: ToolCall, name: str | None = None) -> str:
         """Check what the descriptor really is: beneath the root, not on a deny
         list, and (after an in-root symlink) allowed for this call.
 
@@ -162,7 +162,7 @@ class FSEngine:
         never saw canonicalised.
         """
         if self.r.mode == "naive":
-            return
+            return path
         if self.r.symlinks == "refuse":
             # No symlink was followed and `..` cannot climb out, so the kernel
             # resolved exactly the lexical path: no need to ask /proc.
@@ -181,14 +181,21 @@ class FSEngine:
             and not self.tool.target_allowed(real, call)
         ):
             raise FSError(f"path `{path}` leads by symlink to `{real}`, which is not allowed")
+        return real
 
-    def _open_file(self, path: str, flags: int, call: ToolCall) -> tuple[int, os.stat_result]:
-        """Open an existing regular file for I/O; checked on the descriptor before I/O."""
+    def _open_file(
+        self, path: str, flags: int, call: ToolCall
+    ) -> tuple[int, os.stat_result, str]:
+        """Open an existing regular file for I/O; checked on the descriptor before I/O.
+
+        Also returns the real path beneath the root (the target of an in-root
+        symlink), whose labels the content carries.
+        """
         pfd = self.r.open(path, os.O_PATH | self._nofollow)
         try:
             st = os.fstat(pfd)
             self._check(st, path, self.hardlinks)
-            self._confirm(pfd, path, call)
+            real = self._confirm(pfd, path, call)
             try:
                 fd = os.open(f"/proc/self/fd/{pfd}", flags | os.O_NOCTTY | os.O_NONBLOCK)
             except FileNotFoundError:  # pragma: no cover - no /proc: open the checked name
@@ -196,7 +203,7 @@ class FSEngine:
                 if (os.fstat(fd).st_ino, os.fstat(fd).st_dev) != (st.st_ino, st.st_dev):
                     os.close(fd)
                     raise FSError(f"path `{path}` changed while it was opened") from None
-            return fd, st
+            return fd, st, real
         finally:
             os.close(pfd)
 
@@ -295,7 +302,7 @@ class FSEngine:
             if left <= 0:
                 raise FSError("the session's fs read budget is spent")
             n = min(n, left)
-        fd, st = self._open_file(path, os.O_RDONLY, call)
+        fd, st, real = self._open_file(path, os.O_RDONLY, call)
         try:
             # Never ask for more than the file holds: pread allocates what it is asked for.
             data = os.pread(fd, max(0, min(n, st.st_size - offset)), offset)
@@ -315,7 +322,8 @@ class FSEngine:
             "truncated": offset + len(data) < st.st_size,
             "binary": binary,
         }
-        return text, meta, [path]
+        # Through an in-root symlink the content is the target's: its labels count.
+        return text, meta, [path] if real == path else [path, real]
 
     def op_list(self, call: ToolCall, ctx: Context) -> Result:
         """The entries of a folder (denied names left out), capped."""

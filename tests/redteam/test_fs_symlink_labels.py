@@ -1,4 +1,4 @@
-"""Red team: provenance through in-root symlinks. FAILS today (R15)."""
+"""Red team R15 (fixed): with `symlinks: in-root`, content read through a link carries the target's labels."""
 
 from __future__ import annotations
 
