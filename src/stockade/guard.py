@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib
 import inspect
 import json
 import logging
@@ -54,6 +53,7 @@ from stockade.model import (
     stronger,
 )
 from stockade.policy import Policy
+from stockade.policy.policy import load_part
 from stockade.session import (
     MemorySessionStore,
     RedisSessionStore,
@@ -108,19 +108,8 @@ class _Checked:
 
 
 def _from_part(target: str, policy: Policy) -> Any:
-    """Ask a part (``module:function``) to build its stage from the policy.
-
-    A part that is not there yet, or has no such function, gives ``None``.
-    """
-    module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            return None
-        raise
-    fn = getattr(module, attr, None)
-    return fn(policy) if fn is not None else None
+    """Ask a part (``module:function``) to build its stage from the policy."""
+    return load_part(target)(policy)
 
 
 class Guard:

@@ -305,7 +305,7 @@ def _load(root: Node, source: str, base_dir: Path, digest: str) -> Policy:
     for key, target in SECTION_PARSERS.items():
         if key not in top:
             continue
-        parser = _parser(target)
+        parser = load_part(target)
         try:
             sections[key] = parser(top[key], ctx)
         except Invalid as exc:
@@ -351,23 +351,14 @@ def _seq(top: dict[str, Node], key: str, attempt: Any) -> list[Node]:
     return attempt(top[key].seq) or []
 
 
-def _parser(target: str) -> Any:
+def load_part(target: str) -> Any:
+    """The function a part provides, named ``module:function``.
+
+    Import errors propagate: a part that cannot load must never be skipped
+    silently (an audit section kept as plain data would leave calls unaudited).
+    """
     module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        module = None
-    fn = getattr(module, attr, None) if module is not None else None
-    if fn is None:
-        return _opaque
-    return fn
-
-
-def _opaque(node: Node, ctx: SectionContext) -> Any:
-    """Sections whose part is not installed are kept as plain data."""
-    if not node.is_mapping:
-        node.fail(f"expected a mapping, got {type(node.plain()).__name__}")
-    return node.plain()
+    return getattr(importlib.import_module(module_name), attr)
 
 
 def _at(spec: RuleSpec, message: str) -> PolicyProblem:

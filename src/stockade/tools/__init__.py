@@ -30,8 +30,5 @@ def capabilities_from_policy(policy: Policy) -> list[Capability]:
         if policy.section(section) is None:
             continue
         module = importlib.import_module(module_name)
-        build = getattr(module, "capability_from_policy", None)
-        if build is None:  # the tool is not built yet: its section is only parsed
-            continue
-        caps.extend(build(policy))
+        caps.extend(module.capability_from_policy(policy))
     return caps

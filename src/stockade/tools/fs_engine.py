@@ -183,9 +183,7 @@ class FSEngine:
             raise FSError(f"path `{path}` leads by symlink to `{real}`, which is not allowed")
         return real
 
-    def _open_file(
-        self, path: str, flags: int, call: ToolCall
-    ) -> tuple[int, os.stat_result, str]:
+    def _open_file(self, path: str, flags: int, call: ToolCall) -> tuple[int, os.stat_result, str]:
         """Open an existing regular file for I/O; checked on the descriptor before I/O.
 
         Also returns the real path beneath the root (the target of an in-root
