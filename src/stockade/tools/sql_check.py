@@ -20,12 +20,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import SqlglotError
-from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+from sqlglot.optimizer.qualify_columns import qualify_columns
+from sqlglot.optimizer.qualify_tables import qualify_tables
 from sqlglot.optimizer.scope import Scope, traverse_scope
 from sqlglot.schema import MappingSchema
+from sqlglot.tokenizer_core import Token
 
 __all__ = [
     "DANGEROUS_FUNCTIONS",
@@ -39,6 +42,13 @@ __all__ = [
 
 #: sqlglot dialect per engine
 DIALECTS = {"sqlite": "sqlite", "postgres": "postgres", "mysql": "mysql"}
+
+# One sqlglot dialect object per engine, made once: naming the dialect by its
+# string makes sqlglot build a new object at every step (parse, each optimizer
+# rule, generation). A dialect object holds only its settings.
+_DIALECT_OBJECTS: Mapping[str, Dialect] = {
+    engine: Dialect.get_or_raise(name) for engine, name in DIALECTS.items()
+}
 
 _PG_DANGEROUS = {
     # files and directories on the server
@@ -181,14 +191,8 @@ class Analysis:
         }
 
 
-def _executable_comment(sql: str, dialect: str) -> bool:
+def _executable_comment(sql: str, tokens: list[Token]) -> bool:
     """MySQL runs the text of ``/*! ... */`` and ``/*M! ... */`` comments."""
-    if dialect != "mysql":
-        return False
-    try:
-        tokens = sqlglot.tokenize(sql, read=dialect)
-    except SqlglotError:
-        return True
     for tok in tokens:
         for comment in tok.comments:
             if comment.lstrip().startswith(("!", "M!", "m!")):
@@ -222,10 +226,22 @@ def analyse(
     admits INSERT/UPDATE/DELETE on tables whose policy lists that kind.
     """
     dialect = DIALECTS[engine]
-    if _executable_comment(sql, dialect):
-        raise Violation("sql:comment", "executable comments (`/*! ... */`) are not allowed")
+    sqlglot_dialect = _DIALECT_OBJECTS[engine]
+    # The text is tokenized once: MySQL's comments are judged on the same
+    # tokens the parser then reads.
+    tokens: list[Token] | None = None
+    if dialect == "mysql":
+        try:
+            tokens = sqlglot_dialect.tokenize(sql)
+        except SqlglotError:
+            tokens = None  # text the tokenizer refuses cannot be shown free of them
+        if tokens is None or _executable_comment(sql, tokens):
+            raise Violation("sql:comment", "executable comments (`/*! ... */`) are not allowed")
     try:
-        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+        if tokens is None:
+            tokens = sqlglot_dialect.tokenize(sql)
+        parsed = sqlglot_dialect.parser().parse(tokens, sql)
+        statements = [s for s in parsed if s is not None]
     except Exception as exc:  # sqlglot raises more than its own errors on odd input
         raise Violation("sql:syntax", f"the statement does not parse: {_short(exc)}") from None
     if len(statements) != 1:
@@ -242,23 +258,25 @@ def analyse(
     else:
         rule = "sql:read-only" if not write else "sql:statement"
         raise Violation(rule, f"only queries are allowed here, not `{kind}`")
-    fnames = _check_nodes(
+    fnames, found_tables, ctes = _check_nodes(
         root, write=write, engine=engine, allow=functions_allow, deny=functions_deny
     )
-    target = _check_tables(root, tables, namespace)
+    target = _check_tables(found_tables, ctes, tables, namespace)
     if kind != "select":
         return _analyse_write(root, kind, target, tables, dialect, fnames)
     try:
-        qualified = qualify(
-            root,
-            dialect=dialect,
-            schema=_schema(tables, dialect),
-            quote_identifiers=False,
-            identify=False,
-            # _check_columns resolves every column itself and denies what it
-            # cannot; sqlglot's own validation would only repeat that work
-            validate_qualify_columns=False,
+        # What sqlglot's `qualify` does with our options, step by step, so the
+        # dialect object and schema are passed ready-made. Identifiers are
+        # normalized as the engine would resolve them (case-wise), tables get
+        # their aliases, then `*` is expanded and every column qualified.
+        # Not run: quoting every identifier (the regenerated text keeps the
+        # agent's own quoting) and sqlglot's own validation (_check_columns
+        # resolves every column itself and denies what it cannot).
+        qualified = normalize_identifiers(
+            root, dialect=sqlglot_dialect, store_original_column_identifiers=True
         )
+        qualified = qualify_tables(qualified, dialect=sqlglot_dialect)
+        qualified = qualify_columns(qualified, _schema(tables, dialect))
     except Exception as exc:
         raise Violation("sql:column", f"cannot resolve every column: {_short(exc)}") from None
     read, cols, masked = _check_columns(qualified, tables)
@@ -299,17 +317,58 @@ _FORBIDDEN_INSIDE = (*_DML, exp.Command, exp.Copy, exp.Set, exp.Create, exp.Drop
                      exp.TruncateTable)  # fmt: skip
 _VARIABLES = (exp.SessionParameter, exp.Parameter, exp.Placeholder)
 
+# What _check_nodes does with a node, by the node's class.
+_PLAIN, _FUNC, _FORBIDDEN, _INTO, _LOCK, _VARIABLE, _ASSIGN, _RETURNING, _TABLE, _CTE = range(10)
+_NODE_ROLE: dict[type[exp.Expr], int] = {}
+
+
+def _node_role(cls: type[exp.Expr]) -> int:
+    """The role of a node class, decided by the same tests in the same order as a
+    per-node ``isinstance`` chain would, and remembered: a tree has hundreds of
+    nodes but few classes."""
+    role = _NODE_ROLE.get(cls)
+    if role is not None:
+        return role
+    checks: tuple[tuple[type[exp.Expr] | tuple[type[exp.Expr], ...], int], ...] = (
+        (exp.Func, _FUNC),
+        ((exp.Column, exp.Identifier, exp.Literal), _PLAIN),
+        (_FORBIDDEN_INSIDE, _FORBIDDEN),
+        (exp.Into, _INTO),
+        (exp.Lock, _LOCK),
+        (_VARIABLES, _VARIABLE),
+        (exp.PropertyEQ, _ASSIGN),
+        (exp.Returning, _RETURNING),
+        (exp.Table, _TABLE),
+        (exp.CTE, _CTE),
+    )
+    role = next((r for kinds, r in checks if issubclass(cls, kinds)), _PLAIN)
+    _NODE_ROLE[cls] = role
+    return role
+
 
 def _check_nodes(
     root: exp.Expr, *, write: bool, engine: str, allow: frozenset[str], deny: frozenset[str]
-) -> set[str]:
-    """One walk over the tree: forbidden clauses and functions; return the function names."""
+) -> tuple[set[str], list[exp.Table], list[exp.CTE]]:
+    """One walk over the tree: forbidden clauses and functions.
+
+    Return the function names, and the tables and CTEs in walk order for
+    :func:`_check_tables` (judged after the walk, so a forbidden clause or
+    function is reported before a forbidden table, wherever each stands).
+    """
     dangerous = DANGEROUS_FUNCTIONS[engine]
     safe = SAFE_EXTRA_FUNCTIONS[engine]
     names: set[str] = set()
+    tables: list[exp.Table] = []
+    ctes: list[exp.CTE] = []
+    roles = _NODE_ROLE
     for node in root.walk():
-        if isinstance(node, exp.Func):
-            name = _function_name(node)
+        role = roles.get(type(node))
+        if role is None:
+            role = _node_role(type(node))
+        if role == _PLAIN:
+            continue
+        if role == _FUNC:
+            name = _function_name(node)  # type: ignore[arg-type]
             names.add(name)
             if name in dangerous or name in deny:
                 raise Violation("sql:function", f"function `{name}` is not allowed")
@@ -320,35 +379,46 @@ def _check_nodes(
                     "is safe",
                 )
             continue
-        if node is root or isinstance(node, (exp.Column, exp.Identifier, exp.Literal)):
+        if role == _TABLE:
+            tables.append(node)  # type: ignore[arg-type]
             continue
-        if isinstance(node, _FORBIDDEN_INSIDE):
+        if role == _CTE:
+            ctes.append(node)  # type: ignore[arg-type]
+            continue
+        if node is root:
+            continue
+        if role == _FORBIDDEN:
             what = (
                 "data-modifying statements inside a query are"
                 if isinstance(node, _DML)
                 else f"`{_kind(node)}` inside a statement is"
             )
             raise Violation("sql:read-only", f"{what} not allowed")
-        if isinstance(node, exp.Into):
+        if role == _INTO:
             raise Violation("sql:into", "`SELECT ... INTO` is not allowed")
-        if isinstance(node, exp.Lock):
+        if role == _LOCK:
             raise Violation(
                 "sql:lock", "locking clauses (`FOR UPDATE`, `FOR SHARE`) are not allowed"
             )
-        if isinstance(node, _VARIABLES):
+        if role == _VARIABLE:
             raise Violation("sql:variable", "variables and parameters are not allowed")
-        if isinstance(node, exp.PropertyEQ):
+        if role == _ASSIGN:
             raise Violation("sql:variable", "assignments (`:=`) are not allowed")
-        if isinstance(node, exp.Returning) and not write:
+        if role == _RETURNING and not write:
             raise Violation("sql:read-only", "`RETURNING` is only for writes")
-    return names
+    return names, tables, ctes
 
 
-def _check_tables(root: exp.Expr, tables: Mapping[str, TablePolicy], namespace: str) -> str:
+def _check_tables(
+    found: list[exp.Table],
+    cte_nodes: list[exp.CTE],
+    tables: Mapping[str, TablePolicy],
+    namespace: str,
+) -> str:
     """Every real table must be allowed; rewrite each to its real, unqualified name."""
-    ctes = {str(c.alias_or_name).lower() for c in root.find_all(exp.CTE)}
+    ctes = {str(c.alias_or_name).lower() for c in cte_nodes}
     target = ""
-    for table in list(root.find_all(exp.Table)):
+    for table in found:
         if not isinstance(table.this, exp.Identifier):
             raise Violation("sql:table", "table functions are not allowed in `FROM`")
         name = str(table.name)
