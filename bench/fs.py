@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from stockade import Guard, Policy
-from stockade.model import ToolCall
-from stockade.stages import MemoryAuditSink, NoFlow, NoScanner
+from stockade.model import AuditEvent, ToolCall
+from stockade.stages import NoFlow, NoScanner
 from stockade.tools.base import Context
 from stockade.tools.fs import FSTool
 
@@ -76,8 +76,22 @@ def policy(root: Path, state: Path | None) -> Policy:
     )
 
 
+class DropSink:
+    """An audit sink that numbers the records and keeps none: no store."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+
+    def append(self, event: AuditEvent) -> int:
+        self.seq += 1
+        return self.seq
+
+    def close(self) -> None:
+        pass
+
+
 def guard_for(p: Policy) -> Guard:
-    return Guard(p, audit=MemoryAuditSink(), scanner=NoScanner(), flow=NoFlow())
+    return Guard(p, audit=DropSink(), scanner=NoScanner(), flow=NoFlow())
 
 
 def main() -> int:

@@ -92,7 +92,7 @@ class _StageFailure(Exception):
         self.error = error
 
 
-@dataclass
+@dataclass(slots=True)
 class _Checked:
     """A call that went through the checks, with everything the rest needs."""
 
@@ -679,7 +679,8 @@ class Guard:
         size: int = 0,
         extra: dict[str, Any] | None = None,
     ) -> AuditEvent:
-        extra = dict(extra or {})
+        # ``extra`` is the event's own dict (callers pass a fresh one or none)
+        extra = {} if extra is None else extra
         if c.provenance:
             extra.setdefault("provenance", c.provenance)
         return AuditEvent(

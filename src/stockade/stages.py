@@ -228,21 +228,34 @@ class AuditSink(Protocol):
 
 
 class MemoryAuditSink:
-    """Keeps events in a list: for tests, the demo and short-lived scripts.
+    """Keeps the latest events in a list: for tests, the demo and short-lived scripts.
 
-    It is not tamper-evident; use the SQLite or PostgreSQL store for that.
+    It is not tamper-evident; use the SQLite or PostgreSQL store for that. It
+    keeps at most ``max_events`` (the oldest go first; ``None`` keeps all): it
+    is the guard's default sink, and a long-running agent must not grow a list
+    without end, nor make the garbage collector walk millions of old events.
+    Sequence numbers keep counting past what is dropped.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_events: int | None = 10_000) -> None:
+        if max_events is not None and max_events < 1:
+            raise ValueError("max_events must be at least 1 (or None for no bound)")
         self.events: list[AuditEvent] = []
+        self.max_events = max_events
+        self._next = 0
         self._lock = threading.Lock()
 
     def append(self, event: AuditEvent) -> int:
-        """Keep the event (without its raw arguments) and return its index."""
+        """Keep the event (without its raw arguments) and return its sequence number."""
         event.raw_args = {}
         with self._lock:
             self.events.append(event)
-            return len(self.events) - 1
+            if self.max_events is not None and len(self.events) > self.max_events:
+                # drop a quarter at a time, so trimming costs O(1) per event
+                del self.events[: len(self.events) - self.max_events + self.max_events // 4]
+            seq = self._next
+            self._next += 1
+            return seq
 
     def close(self) -> None:
         """Nothing to release."""

@@ -378,3 +378,28 @@ def test_results_that_json_cannot_sort_still_come_back() -> None:
     guard = Guard.from_text("version: 1\nrules: [{id: t, tool: t, effect: allow}]")
     guard.tool("t")(lambda: {1: "a", "b": 2})
     assert guard.call("t", "call").value == {1: "a", "b": 2}
+
+
+def test_memory_sink_keeps_only_the_latest_events_and_keeps_counting() -> None:
+    sink = MemoryAuditSink(max_events=8)
+    guard = Guard.from_text(
+        "version: 1\nrules: [{id: echo, tool: echo, effect: allow}]", audit=sink
+    )
+
+    @guard.tool("echo")
+    def echo(text: str) -> str:
+        return text
+
+    seqs = [guard.call("echo", "call", {"text": str(i)}).audit_seq for i in range(20)]
+    # two records per call (decision, outcome); numbers never repeat
+    assert seqs == [2 * i + 1 for i in range(20)]
+    assert 1 <= len(sink.events) <= 8
+    assert sink.events[-1].kind == "outcome"
+    assert sink.events[-1].args == {"text": "19"}
+
+
+def test_memory_sink_bound_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_events"):
+        MemoryAuditSink(max_events=0)
+    unbounded = MemoryAuditSink(max_events=None)
+    assert unbounded.max_events is None

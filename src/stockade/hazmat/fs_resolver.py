@@ -31,6 +31,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import functools
 import os
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -88,6 +89,12 @@ class _OpenHow(ctypes.Structure):
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _open_how(flags: int, mode: int, resolve: int) -> _OpenHow:
+    """One ``open_how`` per combination: the kernel only reads it, so it is shared."""
+    return _OpenHow(flags, mode, resolve)
+
+
 def _encode(path: str | bytes) -> bytes:
     data = os.fsencode(path)
     if b"\0" in data:
@@ -101,7 +108,7 @@ def openat2(dirfd: int, path: str | bytes, flags: int, mode: int, resolve: int) 
     ``EAGAIN`` (a concurrent rename during a ``..`` lookup) is retried a few
     times before it is raised.
     """
-    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    how = _open_how(flags | os.O_CLOEXEC, mode, resolve)
     raw = _encode(path)
     for _ in range(16):
         fd = _libc.syscall(_SYS_OPENAT2, dirfd, raw, ctypes.byref(how), ctypes.sizeof(how))

@@ -254,10 +254,11 @@ class Policy:
         return f"Policy(source={self.source!r}, rules={len(self.rules)}, mode={self.mode!r})"
 
 
+_DEFAULT = Decision(Effect.DENY, DEFAULT_DENY, "no rule allows this call")
+
+
 def _decision(rule: CompiledRule | None) -> Decision:
-    if rule is None:
-        return Decision(Effect.DENY, DEFAULT_DENY, "no rule allows this call")
-    return Decision(rule.effect, rule.id, rule.reason)
+    return _DEFAULT if rule is None else rule.decision
 
 
 # -- the loader -----------------------------------------------------------------

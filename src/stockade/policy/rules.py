@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stockade.model import Effect
+from stockade.model import Decision, Effect
 from stockade.policy.matchers import (
     Matcher,
     PatternError,
@@ -210,13 +210,17 @@ def _lookup(args: Mapping[str, Any], path: tuple[str, ...]) -> Any:
 class CompiledRule:
     """A rule ready to be evaluated many times."""
 
-    __slots__ = ("checks", "effect", "id", "principal", "reason", "shadow", "spec", "strict")
+    __slots__ = (
+        "checks", "decision", "effect", "id", "principal", "reason", "shadow", "spec", "strict",
+    )  # fmt: skip
 
     def __init__(self, spec: RuleSpec) -> None:
         self.spec = spec
         self.id = spec.id
         self.effect = spec.effect
         self.reason = spec.reason or _default_reason(spec)
+        # decisions are immutable: one per rule, made once
+        self.decision = Decision(self.effect, self.id, self.reason)
         self.shadow = spec.mode == "shadow"
         # allow rules need every check to say yes; deny/ask rules fire on doubt.
         self.strict = spec.effect is Effect.ALLOW

@@ -648,7 +648,7 @@ class FSTool(Capability):
         cur = root
         parts = path.split("/")
         for i, part in enumerate(parts):
-            cur = os.path.join(cur, part)
+            cur = f"{cur}/{part}"  # canonical parts: no `..`, `.` or empty ones
             try:
                 st = os.lstat(cur)
             except FileNotFoundError:
@@ -740,7 +740,10 @@ class FSTool(Capability):
             raise FSError(f"`fs.{call.action}` on `{path[:120]}` failed: {reason}") from exc
         except ValueError as exc:  # a NUL byte the engine was handed directly
             raise FSError(f"`fs.{call.action}`: invalid argument") from exc
-        labels = _distinct(self.label(p) for p in labelled) or (self.label(path),)
+        if len(labelled) == 1:
+            labels: tuple[Label, ...] = (self.label(labelled[0]),)
+        else:
+            labels = _distinct(self.label(p) for p in labelled) or (self.label(path),)
         return Output(value=value, labels=labels, meta={"path": path, **meta})
 
     def _spend(self, ctx: Context, what: str, amount: int, cap: int | None, name: str) -> None:
