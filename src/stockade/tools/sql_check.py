@@ -258,10 +258,11 @@ def analyse(
     else:
         rule = "sql:read-only" if not write else "sql:statement"
         raise Violation(rule, f"only queries are allowed here, not `{kind}`")
-    fnames, found_tables, ctes = _check_nodes(
+    nodes = _check_nodes(
         root, write=write, engine=engine, allow=functions_allow, deny=functions_deny
     )
-    target = _check_tables(found_tables, ctes, tables, namespace)
+    fnames = nodes.functions
+    target = _check_tables(nodes.tables, nodes.ctes, tables, namespace)
     if kind != "select":
         return _analyse_write(root, kind, target, tables, dialect, fnames)
     try:
@@ -275,7 +276,13 @@ def analyse(
         qualified = normalize_identifiers(
             root, dialect=sqlglot_dialect, store_original_column_identifiers=True
         )
-        qualified = qualify_tables(qualified, dialect=sqlglot_dialect)
+        # sqlglot's table qualification builds every scope to alias tables and
+        # derived tables and to rewrite `db.table.column`; a single plain
+        # SELECT needs only its table aliases, set here exactly as it would.
+        # (Whichever way, the columns are then resolved by qualify_columns on
+        # this tree and checked by _check_columns, and this tree is what runs.)
+        if not (nodes.single_scope and _alias_tables(nodes.tables, engine)):
+            qualified = qualify_tables(qualified, dialect=sqlglot_dialect)
         qualified = qualify_columns(qualified, _schema(tables, dialect))
     except Exception as exc:
         raise Violation("sql:column", f"cannot resolve every column: {_short(exc)}") from None
@@ -317,8 +324,15 @@ _FORBIDDEN_INSIDE = (*_DML, exp.Command, exp.Copy, exp.Set, exp.Create, exp.Drop
                      exp.TruncateTable)  # fmt: skip
 _VARIABLES = (exp.SessionParameter, exp.Parameter, exp.Placeholder)
 
-# What _check_nodes does with a node, by the node's class.
+# What _check_nodes does with a node, by the node's class; _SCOPED is added to
+# the classes that open or shape a scope (queries, derived tables, table
+# functions, CTEs, pivots, dotted names): a statement without them is one
+# plain SELECT whose tables can be aliased without sqlglot's scope machinery.
 _PLAIN, _FUNC, _FORBIDDEN, _INTO, _LOCK, _VARIABLE, _ASSIGN, _RETURNING, _TABLE, _CTE = range(10)
+_COLUMN = 10
+_SCOPED = 16
+_SCOPE_SHAPING = (exp.Query, exp.DerivedTable, exp.With, exp.Dot, exp.Pivot, exp.JoinHint,
+                  exp.Comprehension, exp.Final)  # fmt: skip
 _NODE_ROLE: dict[type[exp.Expr], int] = {}
 
 
@@ -331,7 +345,8 @@ def _node_role(cls: type[exp.Expr]) -> int:
         return role
     checks: tuple[tuple[type[exp.Expr] | tuple[type[exp.Expr], ...], int], ...] = (
         (exp.Func, _FUNC),
-        ((exp.Column, exp.Identifier, exp.Literal), _PLAIN),
+        (exp.Column, _COLUMN),
+        ((exp.Identifier, exp.Literal), _PLAIN),
         (_FORBIDDEN_INSIDE, _FORBIDDEN),
         (exp.Into, _INTO),
         (exp.Lock, _LOCK),
@@ -342,16 +357,28 @@ def _node_role(cls: type[exp.Expr]) -> int:
         (exp.CTE, _CTE),
     )
     role = next((r for kinds, r in checks if issubclass(cls, kinds)), _PLAIN)
+    if issubclass(cls, _SCOPE_SHAPING):
+        role |= _SCOPED
     _NODE_ROLE[cls] = role
     return role
 
 
+@dataclass
+class _Nodes:
+    """What the clause walk found besides violations."""
+
+    functions: set[str]
+    tables: list[exp.Table]  # in walk order
+    ctes: list[exp.CTE]
+    single_scope: bool  # one plain SELECT: no subquery, derived table, CTE, dotted column
+
+
 def _check_nodes(
     root: exp.Expr, *, write: bool, engine: str, allow: frozenset[str], deny: frozenset[str]
-) -> tuple[set[str], list[exp.Table], list[exp.CTE]]:
+) -> _Nodes:
     """One walk over the tree: forbidden clauses and functions.
 
-    Return the function names, and the tables and CTEs in walk order for
+    Also collect the function names, and the tables and CTEs for
     :func:`_check_tables` (judged after the walk, so a forbidden clause or
     function is reported before a forbidden table, wherever each stands).
     """
@@ -360,6 +387,7 @@ def _check_nodes(
     names: set[str] = set()
     tables: list[exp.Table] = []
     ctes: list[exp.CTE] = []
+    single_scope = type(root) is exp.Select
     roles = _NODE_ROLE
     for node in root.walk():
         role = roles.get(type(node))
@@ -367,6 +395,17 @@ def _check_nodes(
             role = _node_role(type(node))
         if role == _PLAIN:
             continue
+        if role == _COLUMN:
+            # `db.table.column` is rewritten by sqlglot's table qualification
+            if node.args.get("db") is not None:
+                single_scope = False
+            continue
+        if role & _SCOPED:
+            if node is not root:
+                single_scope = False
+            role ^= _SCOPED
+            if role == _PLAIN:
+                continue
         if role == _FUNC:
             name = _function_name(node)  # type: ignore[arg-type]
             names.add(name)
@@ -406,7 +445,7 @@ def _check_nodes(
             raise Violation("sql:variable", "assignments (`:=`) are not allowed")
         if role == _RETURNING and not write:
             raise Violation("sql:read-only", "`RETURNING` is only for writes")
-    return names, tables, ctes
+    return _Nodes(names, tables, ctes, single_scope)
 
 
 def _check_tables(
@@ -443,6 +482,38 @@ def _check_tables(
         if not target:
             target = spec.name
     return target
+
+
+def _alias_tables(found: list[exp.Table], engine: str) -> bool:
+    """Alias each table of a single plain SELECT as sqlglot's ``qualify_tables`` does
+    (``orders`` becomes ``orders AS orders``, the alias normalized for the dialect).
+
+    Return False, changing nothing, for any shape this does not cover: a table
+    outside ``FROM``/``JOIN``, a nested join, a pivot, a nameless alias, or
+    two sources with one name (sqlglot renames the second).
+    """
+    names: set[str] = set()
+    for table in found:
+        alias = table.args.get("alias")
+        if (
+            not isinstance(table.parent, (exp.From, exp.Join))
+            or table.args.get("joins")
+            or table.args.get("pivots")
+            or (alias is not None and not alias.name)
+            or table.alias_or_name in names
+        ):
+            return False
+        names.add(table.alias_or_name)
+    for table in found:
+        if table.args.get("alias") is None:
+            name = _normalized_alias(table.name, engine)
+            table.set("alias", exp.TableAlias(this=exp.to_identifier(name)))
+    return True
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalized_alias(name: str, engine: str) -> str:
+    return str(normalize_identifiers(name, dialect=_DIALECT_OBJECTS[engine]).name)
 
 
 _SCHEMAS: dict[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], MappingSchema] = {}
@@ -506,6 +577,9 @@ def _check_columns(
             cols.add(f"{spec.name}.{real}")
             if real in spec.masked:
                 masked_refs.append((column, spec.name, real))
+    # Kept for safety, though every column above came from a scope: a column
+    # node that no scope listed, a whole-row reference or a `*` left over
+    # means the tree holds something the resolution above did not judge.
     for node in root.walk():
         if isinstance(node, exp.Column):
             if id(node) not in seen and not _is_output_ref(node):

@@ -1,0 +1,167 @@
+"""The parser layer's shortcut for a single plain SELECT gives what the general path gives.
+
+:func:`analyse` aliases the tables of a statement with one scope itself
+instead of running sqlglot's ``qualify_tables``; every statement here is
+analysed both ways and the results must be the same, to the regenerated text.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stockade.tools import sql_check
+from stockade.tools.sql_check import Analysis, TablePolicy, Violation, analyse
+
+TABLES = {
+    "customers": TablePolicy(
+        "customers",
+        ("id", "name", "email", "ssn", "country"),
+        frozenset({"id", "name", "email", "country"}),
+        frozenset({"email"}),
+    ),
+    "orders": TablePolicy(
+        "orders",
+        ("id", "customer_id", "total", "note"),
+        frozenset({"id", "customer_id", "total", "note"}),
+    ),
+}
+# real names in mixed case: the alias is normalized for the dialect, not the table
+MIXED = {
+    "customers": TablePolicy(
+        "Customers",
+        ("Id", "Name", "EMail"),
+        frozenset({"Id", "Name", "EMail"}),
+        frozenset({"EMail"}),
+    ),
+    "orders": TablePolicy("ORDERS", ("ID", "Total"), frozenset({"ID", "Total"})),
+}
+NAMESPACE = {"postgres": "public", "mysql": "shop", "sqlite": "main"}
+ENGINES = ("postgres", "mysql", "sqlite")
+
+STATEMENTS = [
+    # one scope: the shortcut applies
+    "SELECT id, total FROM orders",
+    "SELECT * FROM orders",
+    "SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id",
+    "SELECT O.ID, C.Name FROM ORDERS O JOIN Customers AS C ON C.Id = O.Customer_Id",
+    'SELECT "id" FROM "orders"',
+    "SELECT `id` FROM `orders`",
+    "SELECT orders.id FROM orders, customers WHERE orders.customer_id = customers.id",
+    "SELECT public.orders.id FROM public.orders",
+    "SELECT id FROM orders LEFT JOIN customers USING (id)",
+    "SELECT * FROM customers NATURAL JOIN orders",
+    "SELECT count(*), country FROM customers GROUP BY country HAVING count(*) > 1 ORDER BY 1",
+    "SELECT email FROM customers ORDER BY name",
+    "SELECT id AS x FROM orders WHERE id > 1 ORDER BY x",
+    "SELECT o.* FROM orders AS o",
+    "SELECT c.id, c.name FROM customers c WHERE c.id = 1",
+    # the general path: several scopes, duplicate names, dotted columns
+    "SELECT id FROM orders JOIN orders ON 1 = 1",
+    "SELECT o.id FROM orders o, orders",
+    "SELECT id FROM orders o JOIN customers o ON 1 = 1",
+    "SELECT shop.orders.id FROM orders",
+    "SELECT * FROM (SELECT id FROM orders) AS t",
+    "SELECT * FROM (SELECT id FROM orders)",
+    "SELECT * FROM (orders JOIN customers ON orders.customer_id = customers.id)",
+    "WITH t AS (SELECT id FROM orders) SELECT * FROM t",
+    "SELECT id FROM orders UNION SELECT id FROM customers",
+    "SELECT name, (SELECT max(total) FROM orders o WHERE o.customer_id = c.id) FROM customers c",
+    "SELECT id FROM orders WHERE customer_id IN (SELECT id FROM customers)",
+    "SELECT * FROM (VALUES (1, 2)) AS v(a, b)",
+    # refused either way
+    "SELECT ssn FROM customers",
+    "SELECT nope FROM orders",
+    "SELECT x.id FROM orders",
+    "SELECT id FROM orders o JOIN customers c ON 1 = 1",
+    "SELECT lower(email) FROM customers",
+]
+
+
+def _outcome(sql: str, engine: str, tables: dict[str, TablePolicy]) -> object:
+    try:
+        a: Analysis = analyse(sql, engine=engine, tables=tables, namespace=NAMESPACE[engine])
+    except Violation as v:
+        return (v.rule, v.reason)
+    return (a.statement, a.tables, a.columns, a.functions, a.masked_outputs)
+
+
+def _both(
+    monkeypatch: pytest.MonkeyPatch, sql: str, engine: str, tables: dict[str, TablePolicy]
+) -> tuple[object, object]:
+    short = _outcome(sql, engine, tables)
+    with monkeypatch.context() as m:
+        m.setattr(sql_check, "_alias_tables", lambda *_: False)
+        general = _outcome(sql, engine, tables)
+    return short, general
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("sql", STATEMENTS)
+@pytest.mark.parametrize("tables", [TABLES, MIXED], ids=["lower", "mixed"])
+def test_shortcut_matches_the_general_path(
+    monkeypatch: pytest.MonkeyPatch, sql: str, engine: str, tables: dict[str, TablePolicy]
+) -> None:
+    short, general = _both(monkeypatch, sql, engine, tables)
+    assert short == general
+
+
+def test_the_shortcut_is_taken_for_one_plain_select(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: list[bool] = []
+    real = sql_check._alias_tables
+
+    def spy(*args: object) -> bool:
+        taken.append(real(*args))  # type: ignore[arg-type]
+        return taken[-1]
+
+    monkeypatch.setattr(sql_check, "_alias_tables", spy)
+    a = analyse(
+        "SELECT o.id FROM orders o JOIN customers ON customers.id = o.id",
+        engine="postgres",
+        tables=TABLES,
+        namespace="public",
+    )
+    assert taken == [True]
+    assert "FROM orders AS o JOIN customers AS customers" in a.statement
+    taken.clear()
+    analyse(
+        "SELECT o2.id FROM orders JOIN orders AS o2 ON true",
+        engine="postgres",
+        tables=TABLES,
+        namespace="public",
+    )
+    assert taken == [True]
+    taken.clear()
+    analyse(
+        "SELECT id FROM orders WHERE id IN (SELECT id FROM customers)",
+        engine="postgres",
+        tables=TABLES,
+        namespace="public",
+    )
+    assert taken == []  # a subquery: the general path, without asking the shortcut
+
+
+_NAME = st.sampled_from(["id", "ID", "Id", '"id"', "total", "Total", "customer_id"])
+
+
+@st.composite
+def plain_selects(draw: st.DrawFn) -> str:
+    alias = draw(st.sampled_from(["", " o", " AS o", " O", ' "o"', " orders"]))
+    ref = alias.split()[-1] if alias else "orders"
+    prefix = draw(st.sampled_from(["", f"{ref}."]))
+    cols = draw(st.lists(_NAME, min_size=1, max_size=4))
+    sql = f"SELECT {', '.join(prefix + c for c in cols)} FROM orders{alias}"
+    if draw(st.booleans()):
+        sql += f" JOIN customers c ON c.id = {prefix}customer_id"
+    if draw(st.booleans()):
+        sql += f" ORDER BY {draw(_NAME)}"
+    return sql
+
+
+@settings(max_examples=150, deadline=None)
+@given(plain_selects(), st.sampled_from(ENGINES))
+def test_generated_plain_selects_match_the_general_path(sql: str, engine: str) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        short, general = _both(mp, sql, engine, TABLES)
+    assert short == general
