@@ -1,8 +1,10 @@
-"""The parser layer's shortcut for a single plain SELECT gives what the general path gives.
+"""The parser layer's shortcuts for a single plain SELECT give what the general path gives.
 
-:func:`analyse` aliases the tables of a statement with one scope itself
-instead of running sqlglot's ``qualify_tables``; every statement here is
-analysed both ways and the results must be the same, to the regenerated text.
+For a statement with one scope, :func:`analyse` aliases the tables itself
+instead of running sqlglot's ``qualify_tables``, and judges the columns in one
+walk instead of through sqlglot's scopes; every statement here is analysed
+both ways and the results must be the same: the analysis, the regenerated
+text, and for a refusal the rule and the message.
 """
 
 from __future__ import annotations
@@ -70,8 +72,19 @@ STATEMENTS = [
     "SELECT name, (SELECT max(total) FROM orders o WHERE o.customer_id = c.id) FROM customers c",
     "SELECT id FROM orders WHERE customer_id IN (SELECT id FROM customers)",
     "SELECT * FROM (VALUES (1, 2)) AS v(a, b)",
-    # refused either way
+    # refused either way; the first denied column is the same one
     "SELECT ssn FROM customers",
+    "SELECT o.nope, c.ssn FROM orders o, customers c",
+    "SELECT c.ssn, o.nope FROM orders o, customers c",
+    "SELECT id FROM orders HAVING nope > 1",
+    'SELECT "Nope" FROM orders',
+    "SELECT o FROM orders o",
+    "SELECT count(o.*) FROM orders o",
+    "SELECT id, email FROM customers ORDER BY 2",
+    "SELECT email FROM customers ORDER BY email",
+    "SELECT c.email AS e FROM customers c",
+    "SELECT total FROM orders ORDER BY total + 1",
+    "SELECT id AS total FROM orders ORDER BY total",
     "SELECT nope FROM orders",
     "SELECT x.id FROM orders",
     "SELECT id FROM orders o JOIN customers c ON 1 = 1",

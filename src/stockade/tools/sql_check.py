@@ -281,12 +281,13 @@ def analyse(
         # SELECT needs only its table aliases, set here exactly as it would.
         # (Whichever way, the columns are then resolved by qualify_columns on
         # this tree and checked by _check_columns, and this tree is what runs.)
-        if not (nodes.single_scope and _alias_tables(nodes.tables, engine)):
+        single_scope = nodes.single_scope and _alias_tables(nodes.tables, engine)
+        if not single_scope:
             qualified = qualify_tables(qualified, dialect=sqlglot_dialect)
         qualified = qualify_columns(qualified, _schema(tables, dialect))
     except Exception as exc:
         raise Violation("sql:column", f"cannot resolve every column: {_short(exc)}") from None
-    read, cols, masked = _check_columns(qualified, tables)
+    read, cols, masked = _check_columns(qualified, tables, nodes.tables if single_scope else None)
     _strip_generated_aliases(qualified)
     _cap_rows(qualified, max_rows)
     statement = qualified.sql(dialect=dialect, comments=False, copy=False)
@@ -328,8 +329,9 @@ _VARIABLES = (exp.SessionParameter, exp.Parameter, exp.Placeholder)
 # the classes that open or shape a scope (queries, derived tables, table
 # functions, CTEs, pivots, dotted names): a statement without them is one
 # plain SELECT whose tables can be aliased without sqlglot's scope machinery.
-_PLAIN, _FUNC, _FORBIDDEN, _INTO, _LOCK, _VARIABLE, _ASSIGN, _RETURNING, _TABLE, _CTE = range(10)
-_COLUMN = 10
+# _STAR and _WHOLE_ROW are plain nodes to the clause walk.
+_PLAIN, _STAR, _WHOLE_ROW, _COLUMN, _FUNC, _FORBIDDEN, _INTO, _LOCK, _VARIABLE = range(9)
+_ASSIGN, _RETURNING, _TABLE, _CTE = range(9, 13)
 _SCOPED = 16
 _SCOPE_SHAPING = (exp.Query, exp.DerivedTable, exp.With, exp.Dot, exp.Pivot, exp.JoinHint,
                   exp.Comprehension, exp.Final)  # fmt: skip
@@ -355,6 +357,8 @@ def _node_role(cls: type[exp.Expr]) -> int:
         (exp.Returning, _RETURNING),
         (exp.Table, _TABLE),
         (exp.CTE, _CTE),
+        (exp.Star, _STAR),
+        (exp.TableColumn, _WHOLE_ROW),
     )
     role = next((r for kinds, r in checks if issubclass(cls, kinds)), _PLAIN)
     if issubclass(cls, _SCOPE_SHAPING):
@@ -393,7 +397,7 @@ def _check_nodes(
         role = roles.get(type(node))
         if role is None:
             role = _node_role(type(node))
-        if role == _PLAIN:
+        if role <= _WHOLE_ROW:
             continue
         if role == _COLUMN:
             # `db.table.column` is rewritten by sqlglot's table qualification
@@ -404,7 +408,7 @@ def _check_nodes(
             if node is not root:
                 single_scope = False
             role ^= _SCOPED
-            if role == _PLAIN:
+            if role <= _WHOLE_ROW:
                 continue
         if role == _FUNC:
             name = _function_name(node)  # type: ignore[arg-type]
@@ -543,9 +547,58 @@ def _resolve(scope: Scope, table: str) -> Any:
 
 
 def _check_columns(
-    root: exp.Expr, tables: Mapping[str, TablePolicy]
+    root: exp.Expr, tables: Mapping[str, TablePolicy], single_scope: list[exp.Table] | None
 ) -> tuple[set[str], set[str], list[int]]:
+    """Judge every column of the qualified tree; return tables read, columns, masked outputs.
+
+    ``single_scope`` lists the tables of a statement that is one plain SELECT
+    with unique table aliases (else None): see :func:`_columns_of_single_scope`.
+    """
     by_name = {t.name: t for t in tables.values()}
+    found = _columns_of_single_scope(root, single_scope, by_name) if single_scope else None
+    read, cols, masked_refs = found if found is not None else _columns_by_scope(root, by_name)
+    # Masks are judged last, so a denied column is reported as such.
+    masked = sorted(_masked_position(root, c, t, n) for c, t, n in masked_refs)
+    if masked and isinstance(root, exp.Select):
+        # `ORDER BY 2` becomes `ORDER BY email`: sorting by a masked value leaks it
+        names = {root.expressions[i].alias_or_name for i in masked}
+        order = root.args.get("order")
+        for column in order.find_all(exp.Column) if order is not None else ():
+            if not column.table and column.name in names:
+                raise Violation(
+                    "sql:mask", f"sorting by masked column `{column.name}` is not allowed"
+                )
+    return read, cols, masked
+
+
+_Found = tuple[set[str], set[str], list[tuple[exp.Column, str, str]]]
+
+
+def _judge_column(
+    column: exp.Column,
+    source: exp.Table,
+    by_name: Mapping[str, TablePolicy],
+    cols: set[str],
+    masked_refs: list[tuple[exp.Column, str, str]],
+) -> None:
+    """A column of a real table: the table and the column must be allowed."""
+    spec = by_name.get(source.name)
+    if spec is None:
+        raise Violation("sql:table", f"table `{source.name}` is not allowed")
+    name = column.name
+    real = spec.by_lower.get(name.lower())
+    if real is None:
+        raise Violation("sql:column", f"table `{spec.name}` has no column `{name}`")
+    if real not in spec.allowed:
+        raise Violation("sql:column", f"column `{spec.name}.{real}` is not allowed")
+    cols.add(f"{spec.name}.{real}")
+    if real in spec.masked:
+        masked_refs.append((column, spec.name, real))
+
+
+def _columns_by_scope(root: exp.Expr, by_name: Mapping[str, TablePolicy]) -> _Found:
+    """Resolve every column through sqlglot's scopes (aliases, subqueries, CTEs,
+    set operations, correlated references)."""
     read: set[str] = set()
     cols: set[str] = set()
     masked_refs: list[tuple[exp.Column, str, str]] = []
@@ -565,21 +618,9 @@ def _check_columns(
                 raise Violation("sql:column", f"cannot resolve column `{column.name}`")
             if not isinstance(source, exp.Table):
                 continue  # a derived table or CTE: its own scope was checked
-            spec = by_name.get(source.name)
-            if spec is None:
-                raise Violation("sql:table", f"table `{source.name}` is not allowed")
-            name = column.name
-            real = spec.by_lower.get(name.lower())
-            if real is None:
-                raise Violation("sql:column", f"table `{spec.name}` has no column `{name}`")
-            if real not in spec.allowed:
-                raise Violation("sql:column", f"column `{spec.name}.{real}` is not allowed")
-            cols.add(f"{spec.name}.{real}")
-            if real in spec.masked:
-                masked_refs.append((column, spec.name, real))
-    # Kept for safety, though every column above came from a scope: a column
-    # node that no scope listed, a whole-row reference or a `*` left over
-    # means the tree holds something the resolution above did not judge.
+            _judge_column(column, source, by_name, cols, masked_refs)
+    # A column no scope listed, a whole-row reference or a `*` left over: the
+    # tree holds something the resolution above did not judge.
     for node in root.walk():
         if isinstance(node, exp.Column):
             if id(node) not in seen and not _is_output_ref(node):
@@ -588,18 +629,63 @@ def _check_columns(
             raise Violation("sql:column", f"whole-row reference `{node.sql()}` is not allowed")
         elif isinstance(node, exp.Star) and not isinstance(node.parent, exp.Count):
             raise Violation("sql:column", "`*` could not be expanded against the schema")
-    # Masks are judged last, so a denied column is reported as such.
-    masked = sorted(_masked_position(root, c, t, n) for c, t, n in masked_refs)
-    if masked and isinstance(root, exp.Select):
-        # `ORDER BY 2` becomes `ORDER BY email`: sorting by a masked value leaks it
-        names = {root.expressions[i].alias_or_name for i in masked}
-        order = root.args.get("order")
-        for column in order.find_all(exp.Column) if order is not None else ():
-            if not column.table and column.name in names:
-                raise Violation(
-                    "sql:mask", f"sorting by masked column `{column.name}` is not allowed"
-                )
-    return read, cols, masked
+    return read, cols, masked_refs
+
+
+def _columns_of_single_scope(
+    root: exp.Expr, tables: list[exp.Table], by_name: Mapping[str, TablePolicy]
+) -> _Found | None:
+    """The columns of one plain SELECT, without building sqlglot's scopes.
+
+    With one scope, the sources are the tables of ``FROM``/``JOIN`` by their
+    (unique) aliases, and after ``qualify_columns`` every column names its
+    source. One walk over the whole tree (not only over a scope) judges every
+    column node, in the order the scope would list them. Return None, having
+    judged nothing wrong, at anything else (an unqualified column that is not
+    an ``ORDER BY`` output, a ``*`` or whole-row reference left, a node that
+    opens a scope, a table not listed): the scope path then decides, and
+    reports exactly what it would have.
+    """
+    sources = {t.alias_or_name: t for t in tables}
+    known = {id(t) for t in tables}
+    cols: set[str] = set()
+    masked_refs: list[tuple[exp.Column, str, str]] = []
+    met = 0
+    roles = _NODE_ROLE
+    # depth-first, as sqlglot walks a scope: the first column denied is the
+    # one the scope path would deny first
+    for node in root.walk(bfs=False):
+        role = roles.get(type(node))
+        if role is None:
+            role = _node_role(type(node))
+        if role == _PLAIN:
+            continue
+        if role == _WHOLE_ROW or (role == _STAR and not isinstance(node.parent, exp.Count)):
+            return None
+        if role & _SCOPED and node is not root:
+            return None
+        if role == _TABLE:
+            if id(node) not in known:
+                return None
+            met += 1
+            continue
+        if role != _COLUMN:
+            continue
+        if type(node) is not exp.Column or isinstance(node.this, exp.Star):
+            return None
+        qualifier = node.table
+        if not qualifier:
+            if _is_output_ref(node):
+                continue  # ORDER BY an output column: the projection is judged
+            return None
+        source = sources.get(qualifier)
+        if source is None:
+            raise Violation("sql:column", f"cannot resolve column `{node.sql()}`")
+        _judge_column(node, source, by_name, cols, masked_refs)
+    if met != len(tables):
+        return None
+    read = {by_name[t.name].name if t.name in by_name else t.name for t in tables}
+    return read, cols, masked_refs
 
 
 def _is_output_ref(column: exp.Column) -> bool:
