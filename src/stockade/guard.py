@@ -105,6 +105,7 @@ class _Checked:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     started: float = 0.0
     audit_seq: int | None = None
+    restored: tuple[tuple[str, str], ...] = ()
 
 
 def _from_part(target: str, policy: Policy) -> Any:
@@ -398,6 +399,7 @@ class Guard:
             "scan_arguments", self._arg_scanner.scan_arguments, c.call, c.session
         )
         c.call, c.masked_args, c.findings = scan.call, scan.masked_args, scan.findings
+        c.restored = scan.restored
         decisions: list[Decision | None] = [scan.decision]
         cap = c.capability
         if cap is not None:
@@ -683,6 +685,15 @@ class Guard:
         extra = {} if extra is None else extra
         if c.provenance:
             extra.setdefault("provenance", c.provenance)
+        if c.restored:
+            # The record keeps the pseudonym view of the arguments; what the
+            # tool echoes of them (fs's canonical path in its meta and labels)
+            # holds the real values, so they go back to their pseudonyms here.
+            extra = _pseudonymised(extra, c.restored)
+            labels = tuple(
+                Label(_pseudonymised(lb.source, c.restored), lb.integrity, lb.confidentiality)
+                for lb in labels
+            )
         return AuditEvent(
             kind=kind,
             time=time.time(),
@@ -739,6 +750,21 @@ def _combine(base: Decision, other: Decision | None) -> Decision:
     if other.shadow is not None and base.shadow is None:
         return Decision(base.effect, base.rule, base.reason, other.shadow)
     return base
+
+
+def _pseudonymised(value: Any, restored: tuple[tuple[str, str], ...]) -> Any:
+    """``value`` with every restored real value replaced by its pseudonym
+    (longest first, so a value inside another does not split it)."""
+    if isinstance(value, str):
+        for real, token in sorted(restored, key=lambda p: -len(p[0])):
+            if real:
+                value = value.replace(real, token)
+        return value
+    if isinstance(value, dict):
+        return {_pseudonymised(k, restored): _pseudonymised(v, restored) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_pseudonymised(v, restored) for v in value)
+    return value
 
 
 def _digest(value: Any) -> tuple[str, int]:

@@ -56,12 +56,16 @@ class ArgumentScan:
     ``call`` may differ from the input (pseudonyms replaced by real values);
     ``masked_args`` is what the audit log and approvers see; ``decision`` is
     set when a finding must stop the call (a canary, a secret to an outside host).
+    ``restored`` pairs each real value put back into ``call`` with the pseudonym
+    the model used, so the audit can keep the pseudonym wherever the tool
+    echoes the value (its meta, the labels of what it touched).
     """
 
     call: ToolCall
     masked_args: Mapping[str, Any]
     findings: tuple[Finding, ...] = ()
     decision: Decision | None = None
+    restored: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -224,10 +224,14 @@ class Scanner:
             text = key if isinstance(key, str) else number_text(key)
             return str(key) if text is None else names.get(text, "(key)")
 
+        pairs: dict[str, str] = {}  # real value -> the pseudonym it came in as
+
         def restore(path: str, text: str) -> str:
             nonlocal decision
             new, restored = self.vault.restore(call.session, text)
             for token, entry in restored:
+                if entry.value:
+                    pairs[entry.value] = token
                 findings.append(
                     Finding(
                         "vault",
@@ -249,7 +253,7 @@ class Scanner:
 
         real_args = map_strings(dict(call.args), restore, name=name)
         new_call = call.with_args(real_args) if real_args != dict(call.args) else call
-        return ArgumentScan(new_call, masked_args, tuple(findings), decision)
+        return ArgumentScan(new_call, masked_args, tuple(findings), decision, tuple(pairs.items()))
 
     def scan_result(self, call: ToolCall, output: Output, session: Session) -> ResultScan:
         """Mask, neutralise, strip and label a tool's output; deny on a canary or a block."""

@@ -1,7 +1,5 @@
-"""Red team: masking and pseudonyms across the scan part's seams.
-
-Each test asserts the secure behaviour and FAILS today (see tests/redteam/README.md).
-"""
+"""Red team R17: restored (real) values must not reach the audit record through
+what a tool echoes of its arguments (meta, label sources)."""
 
 from __future__ import annotations
 
@@ -11,7 +9,6 @@ from pathlib import Path
 from stockade import Guard
 from stockade.stages import MemoryAuditSink
 
-GH = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"  # GitHub token shape (fake)
 EMAIL = "ada.lovelace@example.com"
 
 POLICY = """
@@ -20,10 +17,6 @@ rules:
   - {id: any, tool: [lookup, echo, rows], effect: allow}
 scan: {model: false}
 """
-
-
-def _guard(extra: str = "", audit: MemoryAuditSink | None = None) -> Guard:
-    return Guard.from_text(POLICY + extra, audit=audit or MemoryAuditSink())
 
 
 def test_restored_value_does_not_reach_the_audit_through_meta_or_labels(tmp_path: Path) -> None:
@@ -54,3 +47,8 @@ def test_restored_value_does_not_reach_the_audit_through_meta_or_labels(tmp_path
     assert EMAIL not in json.dumps(outcome.args)  # control: the arguments are masked
     assert EMAIL not in json.dumps(outcome.extra, default=str)
     assert all(EMAIL not in label.source for label in outcome.labels)
+    # the pseudonym takes the real value's place, so the record still says where
+    assert outcome.extra["path"] == f"notes/{token}.txt"
+    assert [label.source for label in outcome.labels] == [f"fs:notes/{token}.txt"]
+    # and the file really was written under the real name
+    assert (tmp_path / "root" / "notes" / f"{EMAIL}.txt").read_text() == f"mail {EMAIL}"
