@@ -1,13 +1,18 @@
 """The parser layer's shortcuts for a single plain SELECT give what the general path gives.
 
-For a statement with one scope, :func:`analyse` aliases the tables itself
-instead of running sqlglot's ``qualify_tables``, and judges the columns in one
-walk instead of through sqlglot's scopes; every statement here is analysed
-both ways and the results must be the same: the analysis, the regenerated
-text, and for a refusal the rule and the message.
+For a statement with one scope, :func:`analyse` normalizes the names it
+collected in its clause walk instead of walking again with sqlglot's
+``normalize_identifiers``, aliases the tables itself instead of running
+``qualify_tables``, and judges the columns in one walk instead of through
+sqlglot's scopes. Every statement here is analysed both ways and the results
+must be the same: the analysis, the regenerated text, and for a refusal the
+rule and the message.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -59,6 +64,9 @@ STATEMENTS = [
     "SELECT id AS x FROM orders WHERE id > 1 ORDER BY x",
     "SELECT o.* FROM orders AS o",
     "SELECT c.id, c.name FROM customers c WHERE c.id = 1",
+    'SELECT "ID", Id, "id" FROM Orders WHERE "Total" > 1',
+    "SELECT ID /* sqlglot.meta case_sensitive */ FROM orders",
+    "SELECT o.ID FROM orders AS O /* sqlglot.meta case_sensitive */",
     # the general path: several scopes, duplicate names, dotted columns
     "SELECT id FROM orders JOIN orders ON 1 = 1",
     "SELECT o.id FROM orders o, orders",
@@ -104,8 +112,13 @@ def _both(
     monkeypatch: pytest.MonkeyPatch, sql: str, engine: str, tables: dict[str, TablePolicy]
 ) -> tuple[object, object]:
     short = _outcome(sql, engine, tables)
+    real = sql_check._check_nodes
+
+    def no_single_scope(*args: Any, **kwargs: Any) -> Any:
+        return dataclasses.replace(real(*args, **kwargs), single_scope=False)
+
     with monkeypatch.context() as m:
-        m.setattr(sql_check, "_alias_tables", lambda *_: False)
+        m.setattr(sql_check, "_check_nodes", no_single_scope)
         general = _outcome(sql, engine, tables)
     return short, general
 

@@ -273,9 +273,13 @@ def analyse(
         # Not run: quoting every identifier (the regenerated text keeps the
         # agent's own quoting) and sqlglot's own validation (_check_columns
         # resolves every column itself and denies what it cannot).
-        qualified = normalize_identifiers(
-            root, dialect=sqlglot_dialect, store_original_column_identifiers=True
-        )
+        if nodes.single_scope and _SQLGLOT_META not in sql:
+            _normalize_identifiers(nodes, sqlglot_dialect)
+            qualified = root
+        else:
+            qualified = normalize_identifiers(
+                root, dialect=sqlglot_dialect, store_original_column_identifiers=True
+            )
         # sqlglot's table qualification builds every scope to alias tables and
         # derived tables and to rewrite `db.table.column`; a single plain
         # SELECT needs only its table aliases, set here exactly as it would.
@@ -329,9 +333,9 @@ _VARIABLES = (exp.SessionParameter, exp.Parameter, exp.Placeholder)
 # the classes that open or shape a scope (queries, derived tables, table
 # functions, CTEs, pivots, dotted names): a statement without them is one
 # plain SELECT whose tables can be aliased without sqlglot's scope machinery.
-# _STAR and _WHOLE_ROW are plain nodes to the clause walk.
-_PLAIN, _STAR, _WHOLE_ROW, _COLUMN, _FUNC, _FORBIDDEN, _INTO, _LOCK, _VARIABLE = range(9)
-_ASSIGN, _RETURNING, _TABLE, _CTE = range(9, 13)
+# _IDENTIFIER, _STAR and _WHOLE_ROW are plain nodes to the clause walk.
+_PLAIN, _IDENTIFIER, _STAR, _WHOLE_ROW, _COLUMN, _FUNC, _FORBIDDEN, _INTO, _LOCK = range(9)
+_VARIABLE, _ASSIGN, _RETURNING, _TABLE, _CTE = range(9, 14)
 _SCOPED = 16
 _SCOPE_SHAPING = (exp.Query, exp.DerivedTable, exp.With, exp.Dot, exp.Pivot, exp.JoinHint,
                   exp.Comprehension, exp.Final)  # fmt: skip
@@ -348,7 +352,8 @@ def _node_role(cls: type[exp.Expr]) -> int:
     checks: tuple[tuple[type[exp.Expr] | tuple[type[exp.Expr], ...], int], ...] = (
         (exp.Func, _FUNC),
         (exp.Column, _COLUMN),
-        ((exp.Identifier, exp.Literal), _PLAIN),
+        (exp.Identifier, _IDENTIFIER),
+        (exp.Literal, _PLAIN),
         (_FORBIDDEN_INSIDE, _FORBIDDEN),
         (exp.Into, _INTO),
         (exp.Lock, _LOCK),
@@ -374,6 +379,8 @@ class _Nodes:
     functions: set[str]
     tables: list[exp.Table]  # in walk order
     ctes: list[exp.CTE]
+    columns: list[exp.Column]
+    identifiers: list[exp.Identifier]
     single_scope: bool  # one plain SELECT: no subquery, derived table, CTE, dotted column
 
 
@@ -391,6 +398,8 @@ def _check_nodes(
     names: set[str] = set()
     tables: list[exp.Table] = []
     ctes: list[exp.CTE] = []
+    columns: list[exp.Column] = []
+    identifiers: list[exp.Identifier] = []
     single_scope = type(root) is exp.Select
     roles = _NODE_ROLE
     for node in root.walk():
@@ -398,8 +407,11 @@ def _check_nodes(
         if role is None:
             role = _node_role(type(node))
         if role <= _WHOLE_ROW:
+            if role == _IDENTIFIER:
+                identifiers.append(node)  # type: ignore[arg-type]
             continue
         if role == _COLUMN:
+            columns.append(node)  # type: ignore[arg-type]
             # `db.table.column` is rewritten by sqlglot's table qualification
             if node.args.get("db") is not None:
                 single_scope = False
@@ -449,7 +461,7 @@ def _check_nodes(
             raise Violation("sql:variable", "assignments (`:=`) are not allowed")
         if role == _RETURNING and not write:
             raise Violation("sql:read-only", "`RETURNING` is only for writes")
-    return _Nodes(names, tables, ctes, single_scope)
+    return _Nodes(names, tables, ctes, columns, identifiers, single_scope)
 
 
 def _check_tables(
@@ -486,6 +498,29 @@ def _check_tables(
         if not target:
             target = spec.name
     return target
+
+
+# The comment marker that lets a statement set sqlglot metadata on a node, such
+# as `case_sensitive` (which exempts a name from normalization).
+_SQLGLOT_META = "sqlglot.meta"
+
+
+def _normalize_identifiers(nodes: _Nodes, dialect: Dialect) -> None:
+    """sqlglot's ``normalize_identifiers`` (keeping the original column names)
+    on the nodes the clause walk collected, instead of another walk.
+
+    Only for a single plain SELECT without ``sqlglot.meta`` comments: no
+    dotted names to record and no node exempt from normalization. Each name
+    is normalized by the dialect itself, as the engine resolves it.
+    """
+    for column in nodes.columns:
+        # the spelling before normalization, as sqlglot records it
+        column.meta["dot_parts"] = [p.name for p in column.parts]
+    for identifier in nodes.identifiers:
+        dialect.normalize_identifier(identifier)
+    for table in nodes.tables:
+        # _check_tables gave each table a new name identifier
+        dialect.normalize_identifier(table.this)
 
 
 def _alias_tables(found: list[exp.Table], engine: str) -> bool:
@@ -658,7 +693,7 @@ def _columns_of_single_scope(
         role = roles.get(type(node))
         if role is None:
             role = _node_role(type(node))
-        if role == _PLAIN:
+        if role <= _IDENTIFIER:
             continue
         if role == _WHOLE_ROW or (role == _STAR and not isinstance(node.parent, exp.Count)):
             return None
