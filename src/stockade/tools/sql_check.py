@@ -294,7 +294,7 @@ def analyse(
     read, cols, masked = _check_columns(qualified, tables, nodes.tables if single_scope else None)
     _strip_generated_aliases(qualified)
     _cap_rows(qualified, max_rows)
-    statement = qualified.sql(dialect=dialect, comments=False, copy=False)
+    statement = qualified.sql(dialect=sqlglot_dialect, comments=False, copy=False)
     return Analysis(
         kind="select",
         statement=statement,
