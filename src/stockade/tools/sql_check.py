@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlglot import exp
-from sqlglot.dialects.dialect import Dialect
+from sqlglot.dialects.dialect import Dialect, NormalizationStrategy
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.optimizer.qualify_columns import qualify_columns
@@ -234,7 +234,7 @@ def analyse(
         try:
             tokens = sqlglot_dialect.tokenize(sql)
         except SqlglotError:
-            tokens = None  # text the tokenizer refuses cannot be shown free of them
+            tokens = None  # text it cannot tokenize cannot be shown free of such comments
         if tokens is None or _executable_comment(sql, tokens):
             raise Violation("sql:comment", "executable comments (`/*! ... */`) are not allowed")
     try:
@@ -503,6 +503,7 @@ def _check_tables(
 # The comment marker that lets a statement set sqlglot metadata on a node, such
 # as `case_sensitive` (which exempts a name from normalization).
 _SQLGLOT_META = "sqlglot.meta"
+_LOWERCASING = (NormalizationStrategy.LOWERCASE, NormalizationStrategy.CASE_INSENSITIVE)
 
 
 def _normalize_identifiers(nodes: _Nodes, dialect: Dialect) -> None:
@@ -516,8 +517,12 @@ def _normalize_identifiers(nodes: _Nodes, dialect: Dialect) -> None:
     for column in nodes.columns:
         # the spelling before normalization, as sqlglot records it
         column.meta["dot_parts"] = [p.name for p in column.parts]
+    # a dialect that lowercases names leaves one without capitals as it is
+    lowercases = dialect.normalization_strategy in _LOWERCASING
     for identifier in nodes.identifiers:
-        dialect.normalize_identifier(identifier)
+        name = identifier.this
+        if not (lowercases and name == name.lower()):
+            dialect.normalize_identifier(identifier)
     for table in nodes.tables:
         # _check_tables gave each table a new name identifier
         dialect.normalize_identifier(table.this)
