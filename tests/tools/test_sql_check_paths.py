@@ -191,3 +191,34 @@ def test_generated_plain_selects_match_the_general_path(sql: str, engine: str) -
     with pytest.MonkeyPatch.context() as mp:
         short, general = _both(mp, sql, engine, TABLES)
     assert short == general
+
+
+def test_mysql_text_that_does_not_tokenize_is_refused() -> None:
+    # it cannot be shown free of executable comments (one tokenization serves both)
+    with pytest.raises(Violation) as info:
+        analyse("SELECT 'unterminated", engine="mysql", tables=TABLES, namespace="shop")
+    assert info.value.rule == "sql:comment"
+
+
+def _parsed(sql: str) -> tuple[Any, list[Any]]:
+    from sqlglot import exp, parse_one
+
+    root = parse_one(sql, read="postgres")
+    return root, list(root.find_all(exp.Table))
+
+
+def test_single_scope_walk_gives_up_on_what_it_was_not_built_for() -> None:
+    by_name = {t.name: t for t in TABLES.values()}
+    walk = sql_check._columns_of_single_scope
+    # a node that opens a scope
+    root, tables = _parsed("SELECT o.id FROM orders o WHERE o.id IN (SELECT 1)")
+    assert walk(root, tables, by_name) is None
+    # a table it was not given
+    root, tables = _parsed("SELECT o.id FROM orders o JOIN customers c ON c.id = o.id")
+    assert walk(root, tables[:1], by_name) is None
+    # a table it was given that is not in the tree
+    root, tables = _parsed("SELECT o.id FROM orders o")
+    _, others = _parsed("SELECT c.id FROM customers c")
+    assert walk(root, tables + others, by_name) is None
+    # what it was built for
+    assert walk(root, tables, by_name) == ({"orders"}, {"orders.id"}, [])

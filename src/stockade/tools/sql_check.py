@@ -344,11 +344,8 @@ _NODE_ROLE: dict[type[exp.Expr], int] = {}
 
 def _node_role(cls: type[exp.Expr]) -> int:
     """The role of a node class, decided by the same tests in the same order as a
-    per-node ``isinstance`` chain would, and remembered: a tree has hundreds of
-    nodes but few classes."""
-    role = _NODE_ROLE.get(cls)
-    if role is not None:
-        return role
+    per-node ``isinstance`` chain would, and remembered in ``_NODE_ROLE`` (which
+    the walks read first): a tree has hundreds of nodes but few classes."""
     checks: tuple[tuple[type[exp.Expr] | tuple[type[exp.Expr], ...], int], ...] = (
         (exp.Func, _FUNC),
         (exp.Column, _COLUMN),
