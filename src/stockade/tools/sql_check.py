@@ -656,8 +656,9 @@ def _columns_by_scope(root: exp.Expr, by_name: Mapping[str, TablePolicy]) -> _Fo
             if not isinstance(source, exp.Table):
                 continue  # a derived table or CTE: its own scope was checked
             _judge_column(column, source, by_name, cols, masked_refs)
-    # A column no scope listed, a whole-row reference or a `*` left over: the
-    # tree holds something the resolution above did not judge.
+    # Kept for safety, though it walks the tree once more: a column no scope
+    # listed, a whole-row reference or a `*` left over is something the
+    # resolution above did not judge.
     for node in root.walk():
         if isinstance(node, exp.Column):
             if id(node) not in seen and not _is_output_ref(node):
