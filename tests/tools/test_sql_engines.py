@@ -122,6 +122,25 @@ def test_postgres_engine_releases_advisory_locks(pg_env: SQLEnv) -> None:
 
 
 @pytest.mark.postgres
+def test_postgres_engine_releases_advisory_locks_of_a_failed_statement(pg_env: SQLEnv) -> None:
+    import psycopg
+
+    engine = pg_env.shared_engine()
+    # the first row takes the lock, the second fails: the release runs apart
+    with pytest.raises(SQLError):
+        engine.query(
+            "SELECT pg_advisory_lock(4243 + g - g), 10 / (2 - g) FROM generate_series(1, 2) g",
+            max_rows=5,
+            timeout=1,
+        )
+    with psycopg.connect(pg_env.admin_url, autocommit=True) as other:
+        got = other.execute("SELECT pg_try_advisory_lock(4243)").fetchone()
+        assert got == (True,)
+    # and the engine goes on answering
+    assert engine.query("SELECT 1", max_rows=1, timeout=1).rows == [(1,)]
+
+
+@pytest.mark.postgres
 def test_postgres_engine_reconnects_after_losing_its_connection(pg_env: SQLEnv) -> None:
     engine = engine_only(pg_env.config())
     try:

@@ -5,7 +5,8 @@ the statement runs as ``DECLARE ... CURSOR FOR <statement>`` through the
 extended protocol (one statement, and only a query can be a cursor) in a
 ``READ ONLY`` transaction whose first query sets ``statement_timeout``,
 fetching at most the row cap, always rolled back; session advisory locks are
-released after each statement; and the role is checked at connect time (and
+released after each statement (all of it in one pipelined round trip, then
+the rollback); and the role is checked at connect time (and
 on every reconnect) to be no wider than the policy.
 """
 
@@ -241,25 +242,48 @@ class PostgresEngine(Engine):
             "set_config('lock_timeout', %s, true), "
             "set_config('idle_in_transaction_session_timeout', %s, true)",
             (ms, ms, str(max(1000, int(timeout * 2000)))),
+            prepare=False,  # see query(): a name prepared here dies at the rollback
         )
 
     def query(self, sql: str, *, max_rows: int, timeout: float) -> QueryResult:
         """See :meth:`Engine.query`."""
         with self._lock:
             conn = self._live()
+            released = False
             try:
                 conn.read_only = True
-                with conn.cursor() as cur:
+                # One round trip for the lot (pipeline mode): BEGIN READ ONLY,
+                # the timeouts, the cursor, the fetch, and the release of any
+                # session advisory lock the rows took (inside the transaction,
+                # after the fetch; nothing runs after it but the rollback). A
+                # failure anywhere skips the rest; the release then runs apart.
+                # In pipeline mode psycopg sends every statement through the
+                # extended protocol (one statement per query, `%` left alone),
+                # which is what stops `...; DROP TABLE` at the engine. Nothing
+                # is prepared by name: psycopg forgets its prepared statements
+                # at every ROLLBACK and would spend a round trip on
+                # `DEALLOCATE ALL` after each query.
+                with conn.pipeline() as pipe, conn.cursor() as cur, conn.cursor() as after:
                     self._begin(cur, timeout)
-                    cur.execute(_PG_DECLARE + sql, prepare=True)
-                    cur.execute(f"FETCH FORWARD {int(max_rows) + 1} FROM {_PG_CURSOR}")
+                    cur.execute(_PG_DECLARE + sql, prepare=False)
+                    cur.execute(
+                        f"FETCH FORWARD {int(max_rows) + 1} FROM {_PG_CURSOR}", prepare=False
+                    )
+                    after.execute("SELECT pg_advisory_unlock_all()", prepare=False)
+                    pipe.sync()
                     rows = cur.fetchall()
                     columns = tuple(d.name for d in cur.description or ())
+                    after.fetchall()
+                    released = True
             except self._psycopg.Error as exc:
                 raise self._fail(exc, timeout, sql, len(_PG_DECLARE)) from exc
             finally:
                 self._rollback()
-                self._release_session_state()
+                if released:
+                    if not self._conn.closed:  # else the next statement reconnects
+                        self._conn.read_only = self.spec.read_only
+                else:
+                    self._release_session_state()
         return QueryResult(columns, rows[:max_rows], truncated=len(rows) > max_rows)
 
     def _release_session_state(self) -> None:
