@@ -631,12 +631,16 @@ class Guard:
 
     def _fail(self, c: _Checked, failure: _StageFailure, kind: str = "decision") -> NoReturn:
         error = failure.error
+        what = type(error).__name__
+        if isinstance(error, ConfigurationError) and error.args:
+            # Set-up mistakes (a superuser database account, a missing key
+            # file) carry the operator's fix in their own words and no data
+            # from the call; anything else is named by its type only.
+            what = f"{what}: {error.args[0]}"
         c.decision = Decision.deny(
-            f"error:{failure.stage}", f"the {failure.stage} stage failed ({type(error).__name__})"
+            f"error:{failure.stage}", f"the {failure.stage} stage failed ({what})"
         )
-        log.warning(
-            "stage %s failed for call %s: %s", failure.stage, c.call.call_id, type(error).__name__
-        )
+        log.warning("stage %s failed for call %s: %s", failure.stage, c.call.call_id, what)
         self._deny(c, kind=kind, error_type=type(error).__name__, cause=error)
 
     def _deny(

@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 
-from stockade import AuditError, Denied, Guard, Label, MemoryAuditSink, MemorySessionStore
+from stockade import (
+    AuditError,
+    ConfigurationError,
+    Denied,
+    Guard,
+    Label,
+    MemoryAuditSink,
+    MemorySessionStore,
+)
 from stockade.model import AuditEvent, Output, ToolCall
 from stockade.session import Session
 from stockade.stages import (
@@ -160,6 +168,25 @@ def test_failure_in_capability_prepare_and_check_denies() -> None:
     cap2.check = bad_check  # type: ignore[method-assign]
     _assert_denied(guard2, "capability", sink2, {})
     assert ran == [] and ran2 == []
+
+
+def test_a_set_up_mistake_is_named_in_the_denial_other_errors_only_by_type() -> None:
+    guard, ran, sink = build()
+    cap = guard.capability("t")
+    assert cap is not None
+
+    def misconfigured(call: ToolCall) -> ToolCall:
+        raise ConfigurationError(
+            "role `postgres` is a superuser; connect as a least-privilege role"
+        )
+
+    cap.prepare = misconfigured  # type: ignore[method-assign]
+    with pytest.raises(Denied) as info:
+        guard.call("t", "call", {})
+    assert info.value.rule == "error:prepare"
+    assert "superuser; connect as a least-privilege role" in str(info.value)
+    assert sink.events[-1].error_type == "ConfigurationError"
+    assert ran == []
 
 
 @pytest.mark.parametrize(
