@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import os
+import stat
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +173,63 @@ def test_the_journal_survives_reopening(tmp_path: Path) -> None:
     j2 = Journal(tmp_path, blob_budget=1000)
     assert len(j2.entries()) == 1
     assert j2.entries()[0].describe().startswith("#1 t k x")
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_a_new_journal_is_readable_only_by_its_owner(tmp_path: Path, open_umask: None) -> None:
+    j = Journal(tmp_path / "state" / "j", blob_budget=10 * INLINE_BLOB)
+    big = b"x" * (INLINE_BLOB + 1)  # goes to a blob file
+    j.record(call_id="c", session="s", tool="t", kind="k", target="x", before={}, blob=big)
+    folder = tmp_path / "state" / "j"
+    assert _mode(folder) == 0o700
+    assert _mode(folder / "blobs") == 0o700
+    files = ["journal.db", "journal.db-wal", "journal.db-shm"]
+    for name in files:
+        assert (folder / name).exists(), name
+        assert _mode(folder / name) == 0o600, name
+    for blob in (folder / "blobs").rglob("*"):
+        assert _mode(blob) == (0o700 if blob.is_dir() else 0o600), blob
+    j.close()
+
+
+def test_journal_files_left_open_are_tightened(tmp_path: Path, open_umask: None) -> None:
+    folder = tmp_path / "j"
+    Journal(folder, blob_budget=100).close()
+    for name in ("journal.db", "blobs"):
+        os.chmod(folder / name, 0o755 if name == "blobs" else 0o644)
+    Journal(folder, blob_budget=100).close()
+    assert _mode(folder / "journal.db") == 0o600
+    assert _mode(folder / "blobs") == 0o700
+
+
+def test_an_existing_folder_is_kept_and_an_open_one_warned_about(
+    tmp_path: Path, open_umask: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    tight = tmp_path / "tight"
+    tight.mkdir()
+    os.chmod(tight, 0o700)  # made private by the operator: kept, nothing to say
+    with caplog.at_level(logging.WARNING, logger="stockade.journal"):
+        Journal(tight, blob_budget=100).close()
+    assert _mode(tight) == 0o700
+    assert not caplog.records
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o755)
+    with caplog.at_level(logging.WARNING, logger="stockade.journal"):
+        Journal(shared, blob_budget=100).close()
+    assert _mode(shared) == 0o755  # not changed behind the operator's back
+    assert _mode(shared / "journal.db") == 0o600
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "0o755" in caplog.text and "chmod 700" in caplog.text

@@ -22,6 +22,16 @@ database itself. Blobs count against ``blob_budget`` bytes;
 a record that would go over it is refused, and a tool MUST refuse the change
 it could not journal.
 
+Permissions: the journal keeps whole prior states (rows with their masked and
+confidential columns, file contents), so it is the operator's alone. A folder
+it creates is ``0700``; ``journal.db`` is created ``0600`` before SQLite opens
+it (SQLite gives its ``-wal`` and ``-shm`` files the database file's mode),
+and journal files found looser are set back to ``0600``. A folder that
+already exists is left as the operator made it: when it is group- or
+world-accessible the journal logs a warning (``stockade.journal``), since
+the names inside show but nothing else does. (Tightening it instead could
+change a folder others rely on, and fails on one the operator does not own.)
+
 Undo runs every check before any restore, so a conflict anywhere stops the
 whole undo before anything is touched. Checks run newest first and a
 restorer MUST judge each entry as if the newer ones in the same undo were
@@ -34,9 +44,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import secrets
 import sqlite3
+import stat
 import sys
 import threading
 import time
@@ -51,6 +63,11 @@ __all__ = ["INLINE_BLOB", "Journal", "JournalEntry", "Restorer", "register"]
 
 #: blobs up to this size live in the database (one file create less per change)
 INLINE_BLOB = 64 * 1024
+
+log = logging.getLogger("stockade.journal")
+
+#: the files SQLite keeps for the journal's database
+_DB_FILES = ("journal.db", "journal.db-wal", "journal.db-shm")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -114,6 +131,35 @@ class Restorer(Protocol):
         ...
 
 
+def _private_folder(path: Path) -> None:
+    """Create ``path`` as ``0700`` (whatever the umask), or warn when the folder
+    that is there lets its group or others in (see the module docs)."""
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning(
+                "the journal folder %s is %s (open to its group or others): the journal "
+                "keeps whole prior states, so make it 0700 (chmod 700 %s)",
+                path,
+                oct(mode),
+                path,
+            )
+        return
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700)
+    os.chmod(path, 0o700)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    """Take away group and other bits from a file or folder the journal owns."""
+    current = stat.S_IMODE(path.stat().st_mode)
+    if current & 0o077:
+        os.chmod(path, mode)
+
+
 def _json(value: Mapping[str, Any] | None) -> str | None:
     if value is None:
         return None
@@ -141,12 +187,20 @@ class Journal:
         self.durable = durable
         self._blobs = self.path / "blobs"
         try:
-            self._blobs.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._db = sqlite3.connect(
-                str(self.path / "journal.db"), check_same_thread=False, isolation_level=None
-            )
+            _private_folder(self.path)
+            self._blobs.mkdir(exist_ok=True, mode=0o700)
+            _tighten(self._blobs, 0o700)
+            db_path = self.path / "journal.db"
+            # Created 0600 whatever the umask, before SQLite opens it; SQLite
+            # then makes its -wal and -shm files with the same mode.
+            os.close(os.open(db_path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            _tighten(db_path, 0o600)
+            self._db = sqlite3.connect(str(db_path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 5000")
             self._db.execute("PRAGMA journal_mode = WAL")
+            for name in _DB_FILES[1:]:  # left looser by an older version
+                if (self.path / name).exists():
+                    _tighten(self.path / name, 0o600)
             self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(blobs)")}
