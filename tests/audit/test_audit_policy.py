@@ -239,3 +239,33 @@ def test_demo_policy_section_parses(tmp_path: Path) -> None:
     assert cfg.create_keys and cfg.path == tmp_path / "state" / "audit.db"
     json.dumps(str(cfg))
     assert sys.modules["stockade.audit"].sink_from_policy  # the guard's plug-in point
+
+
+SECRETS = "password=hunter2hunter2 AKIAIOSFODNN7EXAMPLE"
+
+
+@pytest.mark.parametrize("scan", ["", "scan: {model: false}\n"])
+def test_no_secret_in_clear_with_or_without_the_scan_stage(tmp_path: Path, scan: str) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        "version: 1\nrules:\n  - {id: note, tool: note, effect: allow}\n"
+        "audit: {origin: box, create_keys: true}\n" + scan
+    )
+    guard = Guard.from_file(path)
+    assert isinstance(guard.audit, AuditLog)
+    assert guard.audit.redact_secrets is (scan == "")
+
+    @guard.tool()
+    def note(text: str, meta: dict[str, int]) -> str:
+        return "noted"
+
+    guard.call("note", "call", {"text": f"x0 {SECRETS}", "meta": {SECRETS: 1}})
+    guard.close()
+    store = SQLiteStore(tmp_path / "audit.db", "", readonly=True)
+    raw = b"".join(r.data for r in store.query(Query()))
+    records = [r.parsed() for r in store.query(Query())]
+    store.close()
+    assert b"hunter2" not in raw and b"AKIAIOSFODNN7EXAMPLE" not in raw
+    assert b"REDACTED" in raw or b"<" in raw  # masked, by the log or by the scanners
+    assert records[0]["args_hmac"]  # the raw value can still be confirmed later
+    assert records[0]["args"]["text"].startswith("x0 ")

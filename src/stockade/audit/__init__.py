@@ -180,8 +180,12 @@ def open_store(config: AuditConfig, *, readonly: bool = False) -> Store:
     return SQLiteStore(config.path, config.origin, durability=config.durability, readonly=readonly)
 
 
-def open_log(config: AuditConfig) -> AuditLog:
-    """Open the log for appending: keys (created when ``create_keys``), store, checkpoints."""
+def open_log(config: AuditConfig, *, redact_secrets: bool = False) -> AuditLog:
+    """Open the log for appending: keys (created when ``create_keys``), store, checkpoints.
+
+    ``redact_secrets``: mask secrets in records before they are written (for a
+    guard without the scan stage; see :func:`sink_from_policy`).
+    """
     paths = config.key_paths
     if config.create_keys and not paths.exist():
         create_keys(paths)
@@ -198,6 +202,7 @@ def open_log(config: AuditConfig) -> AuditLog:
         checkpoint_every=config.checkpoint_every,
         checkpoint_interval=config.checkpoint_interval,
         mirror=config.mirror,
+        redact_secrets=redact_secrets,
     )
 
 
@@ -232,7 +237,9 @@ def sink_from_policy(policy: Policy) -> AuditLog | UnavailableSink | None:
     if not isinstance(config, AuditConfig):
         raise ConfigurationError("the policy's audit section was not parsed by stockade.audit")
     try:
-        return open_log(config)
+        # Without a `scan:` section no scanner masks the arguments for the
+        # record: the log masks secrets itself, so none is ever stored in clear.
+        return open_log(config, redact_secrets=policy.section("scan") is None)
     except ConfigurationError as exc:
         if config.required:
             raise

@@ -69,6 +69,7 @@ class AuditLog:
         checkpoint_interval: float = 10.0,
         mirror: Mirror | None = None,
         clock: Callable[[], float] = time.time,
+        redact_secrets: bool = False,
     ) -> None:
         if checkpoint_every < 1:
             raise AuditError("checkpoint_every must be at least 1")
@@ -80,6 +81,8 @@ class AuditLog:
         self.checkpoint_interval = checkpoint_interval
         self.mirror = mirror
         self._clock = clock
+        # masks secrets itself when no scan stage made the masked copy
+        self.redact_secrets = redact_secrets
         self._queue: list[_Pending] = []
         self._queue_lock = threading.Lock()
         # group commit: one leader commits everything queued; the others wait
@@ -112,7 +115,7 @@ class AuditLog:
             self._encoding += 1
         item: _Pending | None = None
         try:
-            data = encode_event(event, self.origin, self._hmac)
+            data = encode_event(event, self.origin, self._hmac, redact=self.redact_secrets)
             item = _Pending(data, leaf_hash(data))
         finally:
             with self._queue_lock:

@@ -143,11 +143,52 @@ class ArgsHMAC:
         return "ArgsHMAC(<key hidden>)"
 
 
-def encode_event(event: AuditEvent, origin: str, hasher: ArgsHMAC) -> bytes:
+def redact_secrets(value: Any) -> Any:
+    """``value`` with every secret the secret detectors find replaced by
+    ``[REDACTED:KIND]``, in every string, dict key and list item.
+
+    For logs written without the scan stage (a policy with no ``scan:``
+    section): the scanners' audit copy would otherwise be the only masking,
+    and a record must never hold a secret in clear.
+    """
+    from stockade.scan.secrets import scan_secrets
+
+    def one(text: str) -> str:
+        hits = sorted(scan_secrets(text), key=lambda h: (h.start, -h.end))
+        if not hits:
+            return text
+        out: list[str] = []
+        pos = 0
+        for hit in hits:
+            if hit.start < pos:  # inside the span just masked
+                continue
+            out.append(text[pos : hit.start])
+            out.append(f"[REDACTED:{hit.kind.upper()}]")
+            pos = hit.end
+        out.append(text[pos:])
+        return "".join(out)
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, str):
+            return one(v)
+        if isinstance(v, Mapping):
+            return {walk(k) if isinstance(k, str) else k: walk(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [walk(x) for x in v]
+        return v
+
+    return walk(value)
+
+
+def encode_event(
+    event: AuditEvent, origin: str, hasher: ArgsHMAC, *, redact: bool = False
+) -> bytes:
     """The canonical record bytes of an event.
 
     ``event.raw_args`` go only into the HMAC; they are cleared afterwards so
-    nothing downstream can write them by mistake.
+    nothing downstream can write them by mistake. With ``redact``, secrets
+    are masked in the arguments, the reason and the extras first (see
+    :func:`redact_secrets`).
     """
     d = event.decision
     record: dict[str, Any] = {
@@ -185,6 +226,12 @@ def encode_event(event: AuditEvent, origin: str, hasher: ArgsHMAC) -> bytes:
         }
     if event.extra:
         record["extra"] = event.extra
+    if redact:
+        for key in ("args", "reason", "extra", "labels", "findings"):
+            if key in record:
+                record[key] = redact_secrets(record[key])
+        if "shadow" in record:
+            record["shadow"]["reason"] = redact_secrets(record["shadow"]["reason"])
     event.raw_args = {}
     return canonical_json(record)
 
