@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sql_support import SQLEnv, make_sqlite, mariadb_env, pg_env, sqlite_env
+from sql_support import TABLES_YAML, SQLEnv, make_sqlite, mariadb_env, pg_env, sqlite_env
 
 from stockade.errors import ConfigurationError, Denied, PolicyError, SQLError
 from stockade.guard import Guard
@@ -125,8 +125,47 @@ def test_tables_and_describe(sqlite_env: SQLEnv) -> None:
     assert [c["masked"] for c in desc["columns"]] == [False, False, True, False]
     with pytest.raises(Denied) as info:
         guard.call("sql", "describe", {"table": "secrets"})
-    # the policy's allow rule does not cover the table either: its default deny names it
-    assert info.value.rule in ("sql:table", "default-deny")
+    assert info.value.rule == "sql:table"
+
+
+@pytest.mark.parametrize(
+    "env_name",
+    [
+        "sqlite_env",
+        pytest.param("pg_env", marks=pytest.mark.postgres),
+        pytest.param("mariadb_env", marks=pytest.mark.mariadb),
+    ],
+)
+def test_describe_of_a_table_not_allowed_names_it_as_a_query_does(
+    request: pytest.FixtureRequest, env_name: str
+) -> None:
+    env: SQLEnv = request.getfixturevalue(env_name)
+    tables = TABLES_YAML + "        ghost: {}\n"  # listed, but not in the database
+    guard = env.guard(tables=tables)
+    try:
+        # `secrets` exists, `nosuch` does not: the same answer, so describe tells
+        # nothing of the database beyond the name the agent typed
+        for table in ("secrets", "nosuch", "Secrets", "contacts"):
+            with pytest.raises(Denied) as info:
+                guard.call("sql", "describe", {"table": table})
+            assert info.value.rule == "sql:table"
+            assert info.value.decision.reason == f"table `{table}` is not allowed"
+            with pytest.raises(Denied) as query:
+                guard.call("sql", "query", {"sql": f"SELECT * FROM {table}"})
+            assert query.value.rule == "sql:table"
+            assert query.value.decision.reason == info.value.decision.reason
+        with pytest.raises(Denied) as info:
+            guard.call("sql", "describe", {"table": "ghost"})
+        assert info.value.rule == "sql:table"
+        assert info.value.decision.reason == "table `ghost` does not exist in database `shop`"
+        # nothing names a table the policy does not allow, unless the agent typed it
+        listed = guard.call("sql", "tables").value["tables"]
+        assert sorted(t.lower() for t in listed) == ["customers", "orders"]
+        described = guard.call("sql", "describe", {"table": "orders"}).value
+        assert "secrets" not in repr(described).lower()
+        assert guard.call("sql", "describe", {"table": "ORDERS"}).value == described
+    finally:
+        guard.close()
 
 
 def test_query_result_labels_and_masking(sqlite_env: SQLEnv) -> None:

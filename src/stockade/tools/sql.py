@@ -201,7 +201,10 @@ class SQLTool(Capability):
             table = call.args.get("table")
             if not isinstance(table, str) or not table:
                 raise SQLError("`describe` needs a `table` name")
-            args["tables"] = [table.lower()]
+            # As for a query the parser refused: a table that is not allowed
+            # (or does not exist) is not passed on, so the call is denied by
+            # `check` with `sql:table` and the name the agent typed.
+            args["tables"] = [table.lower()] if self._describable(db, table) is None else []
             return call.with_args(args)
         sql = call.args.get("sql")
         if not isinstance(sql, str) or not sql.strip():
@@ -309,9 +312,9 @@ class SQLTool(Capability):
         if call.action in ("tables", "describe"):
             if call.action == "describe":
                 db = self._database(call)
-                table = str(call.args.get("table", "")).lower()
-                if table not in db.tables:
-                    return Decision.deny("sql:table", f"table `{table}` is not allowed")
+                reason = self._describable(db, str(call.args.get("table", "")))
+                if reason is not None:
+                    return Decision.deny("sql:table", reason)
             return None
         prepared = self._recall(call)
         if prepared.violation is not None:
@@ -350,6 +353,23 @@ class SQLTool(Capability):
                 )
             )
         return tuple(labels) or (Label(f"sql:{db.name}", Integrity.TRUSTED),)
+
+    def _describable(self, db: DatabaseConfig, table: str) -> str | None:
+        """Why ``describe`` of ``table`` is refused (``None`` when it is not).
+
+        A table the policy does not list is "not allowed" whether it exists or
+        not, as in a query: the answer tells nothing of the database beyond
+        the name the agent typed. A listed table that is missing is said to be
+        missing (its name is the policy's, which the tool's description shows).
+        """
+        key = table.lower()
+        if key not in db.tables:
+            return f"table `{table[:100]}` is not allowed"
+        if key not in self._table_policies(db) and key not in self._table_policies(
+            db, refresh=True
+        ):
+            return f"table `{table[:100]}` does not exist in database `{db.name}`"
+        return None
 
     def _tables(self, db: DatabaseConfig) -> Output:
         schema = self._schema(db, refresh=True)
