@@ -5,6 +5,7 @@ journaled and undone with ``stockade undo``."""
 from __future__ import annotations
 
 import secrets
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -239,9 +240,68 @@ def test_write_mode_denies(writer: Writer, sql: str, rules: tuple[str, ...]) -> 
     assert info.value.rule in rules
 
 
-def test_update_of_the_primary_key_is_refused(writer: Writer) -> None:
-    with pytest.raises(SQLError, match="primary-key"):
-        writer.execute("UPDATE orders SET id = 99 WHERE id = 1")
+def test_update_of_the_primary_key_is_a_policy_refusal(writer: Writer) -> None:
+    journal = writer.tool.journal
+    assert journal is not None
+    entries = len(journal.entries())
+    for sql in (
+        "UPDATE orders SET id = 77 WHERE id = 3",
+        "UPDATE orders SET total = 1, ID = 77 WHERE id = 3",
+    ):
+        with pytest.raises(Denied) as info:
+            writer.execute(sql)
+        assert info.value.rule == "sql:primary-key"
+        assert "primary-key column `orders." in info.value.decision.reason
+    assert writer.order(77) is None
+    assert len(journal.entries()) == entries  # decided before anything ran
+
+
+def test_ddl_in_write_mode_says_what_the_database_takes(writer: Writer) -> None:
+    with pytest.raises(Denied) as info:
+        writer.execute("DROP TABLE orders")
+    assert info.value.rule == "sql:statement"
+    assert info.value.decision.reason == (
+        "`DROP` is not allowed: this database takes queries (`query`) and "
+        "INSERT/UPDATE/DELETE on its writable tables (`execute`)"
+    )
+    with pytest.raises(Denied) as info:
+        writer.execute("TRUNCATE orders")
+    assert info.value.decision.reason.startswith("`TRUNCATE` is not allowed: ")
+    with pytest.raises(Denied) as info:
+        writer.guard.call("sql", "query", {"sql": "DROP TABLE orders"})
+    assert info.value.rule == "sql:read-only"
+    assert info.value.decision.reason.startswith("`DROP` is not allowed: `query` runs one query")
+
+
+def test_a_table_without_a_primary_key_is_refused_before_it_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "log.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE events (name TEXT, n INTEGER)")
+    conn.execute("INSERT INTO events VALUES ('a', 1)")
+    conn.commit()
+    conn.close()
+    text = (
+        "version: 1\nsql:\n"
+        f"  journal: {tmp_path / 'journal'}\n"
+        "  databases:\n    log:\n"
+        f"      url: sqlite:///{path}\n"
+        "      mode: read-write\n"
+        "      tables: {events: {write: [insert, update, delete]}}\n"
+    )
+    guard = Guard(
+        Policy.from_text(text), audit=MemoryAuditSink(), scanner=NoScanner(), flow=NoFlow()
+    )
+    try:
+        for sql in ("INSERT INTO events VALUES ('b', 2)", "DELETE FROM events WHERE n = 1"):
+            with pytest.raises(Denied) as info:
+                guard.call("sql", "execute", {"sql": sql})
+            assert info.value.rule == "sql:primary-key"
+            assert "no primary key" in info.value.decision.reason
+    finally:
+        guard.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT name, n FROM events").fetchall() == [("a", 1)]
+    conn.close()
 
 
 def test_undo_refuses_to_overwrite_a_later_change(writer: Writer) -> None:

@@ -160,12 +160,16 @@ class SQLTool(Capability):
                 if (allowed_lower is None or c.lower() in allowed_lower) and c.lower() not in denied
             )
             masked = frozenset(c for c in names if c.lower() in {x.lower() for x in spec.mask})
+            writable = not db.read_only and bool(spec.write)
             out[key] = TablePolicy(
                 name=real,
                 columns=names,
                 allowed=allowed,
                 masked=masked,
                 write=frozenset(spec.write),
+                # known before a write runs, so the parser layer can refuse
+                # what undo could not put back
+                primary_key=self.engine(db.name).primary_key(real) if writable else None,
             )
         return out
 

@@ -149,7 +149,9 @@ class TablePolicy:
     ``name`` is the real name in the database; ``columns`` all its columns in
     order, ``allowed`` the ones that may be referenced, ``masked`` the ones that
     may only be selected directly (their values are masked in results);
-    ``write`` the statement kinds allowed on it in write mode.
+    ``write`` the statement kinds allowed on it in write mode;
+    ``primary_key`` its primary-key columns (empty: it has none; ``None``:
+    not known, as for tables that are not written).
     """
 
     name: str
@@ -157,6 +159,7 @@ class TablePolicy:
     allowed: frozenset[str]
     masked: frozenset[str] = frozenset()
     write: frozenset[str] = frozenset()
+    primary_key: tuple[str, ...] | None = None
 
     @functools.cached_property
     def by_lower(self) -> dict[str, str]:
@@ -255,9 +258,18 @@ def analyse(
             raise Violation(
                 "sql:read-only", f"`{kind.upper()}` is a write; this database is read-only"
             )
+    elif write:
+        raise Violation(
+            "sql:statement",
+            f"`{_statement_name(kind)}` is not allowed: this database takes queries "
+            "(`query`) and INSERT/UPDATE/DELETE on its writable tables (`execute`)",
+        )
     else:
-        rule = "sql:read-only" if not write else "sql:statement"
-        raise Violation(rule, f"only queries are allowed here, not `{kind}`")
+        raise Violation(
+            "sql:read-only",
+            f"`{_statement_name(kind)}` is not allowed: `query` runs one query "
+            "(SELECT, WITH ... SELECT, UNION ...)",
+        )
     nodes = _check_nodes(
         root, write=write, engine=engine, allow=functions_allow, deny=functions_deny
     )
@@ -323,6 +335,14 @@ def _kind(root: exp.Expr) -> str:
     if isinstance(root, exp.Command):
         return str(root.this).lower() or "command"
     return str(root.key).lower()
+
+
+_STATEMENT_NAMES = {"truncatetable": "TRUNCATE", "transaction": "BEGIN", "command": "statement"}
+
+
+def _statement_name(kind: str) -> str:
+    """The statement's keyword for messages: ``DROP``, ``TRUNCATE``, ``EXPLAIN``."""
+    return _STATEMENT_NAMES.get(kind, kind.upper())[:40]
 
 
 _FORBIDDEN_INSIDE = (*_DML, exp.Command, exp.Copy, exp.Set, exp.Create, exp.Drop, exp.Alter,
@@ -835,6 +855,23 @@ def _analyse_write(
         for assignment in root.expressions:
             if not isinstance(assignment, exp.EQ) or not isinstance(assignment.this, exp.Column):
                 raise Violation("sql:statement", "`UPDATE` must set plain columns")
+    if spec.primary_key is not None:
+        # Undo finds the changed rows again by their primary key.
+        if not spec.primary_key:
+            raise Violation(
+                "sql:primary-key",
+                f"table `{target}` has no primary key: its changes could not be undone",
+            )
+        if kind == "update":
+            pk = {c.lower() for c in spec.primary_key}
+            for assignment in root.expressions:
+                name = str(assignment.this.name)
+                if name.lower() in pk:
+                    raise Violation(
+                        "sql:primary-key",
+                        f"`UPDATE` may not change primary-key column `{target}.{name}`: "
+                        "undo finds rows by their primary key",
+                    )
     return Analysis(
         kind=kind,
         statement=root.sql(dialect=dialect, comments=False),

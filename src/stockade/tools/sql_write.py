@@ -121,6 +121,8 @@ def run_write(tool: SQLTool, db: DatabaseConfig, analysis: Analysis, call: ToolC
     engine = tool.engine(db.name)
     dialect = DIALECTS[db.engine]
     table = analysis.target
+    # The parser layer has refused both cases below already (`sql:primary-key`,
+    # from the schema it read); read again here in case the table changed since.
     pk = engine.primary_key(table)
     if not pk:
         raise SQLError(f"table `{table}` has no primary key: its changes could not be undone")
