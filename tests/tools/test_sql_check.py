@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
+
 import pytest
+import sqlglot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -191,3 +196,57 @@ def test_any_text_gives_an_analysis_or_a_violation(text: str, engine: str) -> No
         assert outcome.rule.startswith("sql:")
     else:
         assert outcome.kind == "select"
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.parametrize("engine", ["postgres", "mysql", "sqlite"])
+def test_sqlglot_command_fallback_is_refused_without_log_noise(
+    engine: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    logger = logging.getLogger("sqlglot")
+    handler = _Records()
+    logger.addHandler(handler)
+    try:
+        for sql in ("EXPLAIN SELECT id FROM orders", "CALL refresh_orders()"):
+            with pytest.raises(Violation) as info:
+                check(sql, engine)
+            assert info.value.rule == "sql:read-only"
+            # MySQL reads EXPLAIN as its synonym DESCRIBE
+            name = info.value.reason.split("`")[1]
+            assert name in {sql.split()[0], "DESCRIBE"}
+            assert info.value.reason.startswith(f"`{name}` is not allowed: `query` runs one query")
+            with pytest.raises(Violation) as info:
+                check(sql, engine, write=True)
+            assert info.value.rule == "sql:statement"
+        assert handler.messages == []
+        assert "unsupported syntax" not in capfd.readouterr().err
+        # the application's own use of sqlglot still hears the warning
+        sqlglot.parse_one("EXPLAIN SELECT 1", dialect="postgres")
+        assert len(handler.messages) == 1
+        assert "Falling back to parsing as a 'Command'" in handler.messages[0]
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_no_sqlglot_warning_reaches_a_plain_programs_stderr() -> None:
+    # Outside pytest's log capture: logging's last resort prints to stderr.
+    program = (
+        "from stockade.tools.sql_check import Violation, analyse\n"
+        "try:\n"
+        "    analyse('EXPLAIN SELECT 1', engine='postgres', tables={}, namespace='public')\n"
+        "except Violation as v:\n"
+        "    print(v.rule)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "sql:read-only"
+    assert done.stderr == ""

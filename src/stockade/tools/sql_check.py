@@ -15,7 +15,9 @@ this: it enforces its own limits on whatever reaches it.
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +41,34 @@ __all__ = [
     "Violation",
     "analyse",
 ]
+
+# sqlglot logs a warning (quoting the statement) when it parses a statement it
+# does not model as a generic Command: `EXPLAIN ...`, `LOCK ...`, `CALL ...`.
+# The parser layer refuses every Command anyway, so while *our* parse runs
+# that one message is dropped: it would print the agent's statement on the
+# application's stderr (logging's last resort) for nothing. A filter on
+# sqlglot's logger, active only inside `analyse` (a context variable, so per
+# thread and per task), leaves the application's own sqlglot use untouched.
+_QUIET_FALLBACK: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "stockade_sqlglot_quiet_fallback", default=False
+)
+_FALLBACK_MESSAGE = "contains unsupported syntax. Falling back to parsing as a 'Command'."
+
+
+class _CommandFallbackFilter(logging.Filter):
+    """Drop sqlglot's Command-fallback warning while the parser layer parses."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_QUIET_FALLBACK.get() and record.getMessage().endswith(_FALLBACK_MESSAGE))
+
+
+def _install_filter() -> None:
+    logger = logging.getLogger("sqlglot")
+    if not any(isinstance(f, _CommandFallbackFilter) for f in logger.filters):
+        logger.addFilter(_CommandFallbackFilter())
+
+
+_install_filter()
 
 #: sqlglot dialect per engine
 DIALECTS = {"sqlite": "sqlite", "postgres": "postgres", "mysql": "mysql"}
@@ -240,6 +270,7 @@ def analyse(
             tokens = None  # text it cannot tokenize cannot be shown free of such comments
         if tokens is None or _executable_comment(sql, tokens):
             raise Violation("sql:comment", "executable comments (`/*! ... */`) are not allowed")
+    quiet = _QUIET_FALLBACK.set(True)
     try:
         if tokens is None:
             tokens = sqlglot_dialect.tokenize(sql)
@@ -247,6 +278,8 @@ def analyse(
         statements = [s for s in parsed if s is not None]
     except Exception as exc:  # sqlglot raises more than its own errors on odd input
         raise Violation("sql:syntax", f"the statement does not parse: {_short(exc)}") from None
+    finally:
+        _QUIET_FALLBACK.reset(quiet)
     if len(statements) != 1:
         raise Violation("sql:stacked", f"exactly one statement is allowed, got {len(statements)}")
     root = statements[0]
