@@ -5,8 +5,13 @@ adds its own commands from a module with a ``register(subparsers)`` function
 (listed in ``_PART_COMMANDS``), so the fs rules stay in ``tools/fs.py`` and the
 audit commands in ``audit/``.
 
-Exit codes: 0 success, 1 the thing checked is bad (policy errors, failed
-cases, audit verification), 2 usage errors and anything that could not run.
+Exit codes: 0 success, 1 the thing checked is bad (policy errors of ``policy
+check|explain|test``, failed cases, audit verification), 2 usage errors and
+anything that could not run (a policy that does not load for any other
+command, an output file that cannot be written), 141 when whoever reads the
+output closed it early (``stockade audit query | head``): the code a shell
+reports for a process ended by SIGPIPE, so pipelines behave as with any
+other Unix tool.
 """
 
 from __future__ import annotations
@@ -14,15 +19,21 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from stockade import __version__
 from stockade.errors import PolicyError, StockadeError
 
-__all__ = ["main"]
+__all__ = ["EXIT_BROKEN_PIPE", "OutputError", "main", "open_output", "write_output"]
+
+#: exit status when stdout was closed by its reader: 128 + SIGPIPE (13), what
+#: a shell shows for a tool that a closed pipe ended, without a traceback
+EXIT_BROKEN_PIPE = 141
 
 #: modules that add subcommands: each has ``register(subparsers) -> None`` and
 #: sets ``func=handler`` (``handler(args) -> int``) on its parsers
@@ -37,6 +48,55 @@ _PART_COMMANDS = (
     "stockade.integrations.mcp_cli",
     "stockade.server.cli",
 )
+
+
+class OutputError(StockadeError):
+    """An output file a command was told to write could not be written.
+
+    Raised by :func:`open_output` and :func:`write_output`; :func:`main` turns
+    it into ``stockade: cannot write `PATH`: REASON`` and exit status 2. It
+    never leaves the command line.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], exc: OSError) -> None:
+        reason = exc.strerror or str(exc)
+        reason = reason[:1].lower() + reason[1:]
+        super().__init__(f"cannot write `{os.fspath(path)}`: {reason}")
+        self.path = os.fspath(path)
+
+
+def write_output(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to the file ``path``; :class:`OutputError` when it cannot."""
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(path, exc) from exc
+
+
+@contextmanager
+def open_output(path: str | os.PathLike[str] | None) -> Iterator[TextIO]:
+    """The file ``path`` open for writing, or stdout when ``path`` is None.
+
+    Opening, writing and closing the file raise :class:`OutputError`; errors
+    writing to stdout are left as they are (a closed pipe is handled by
+    :func:`main`).
+    """
+    if path is None:
+        yield sys.stdout
+        return
+    try:
+        out = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise OutputError(path, exc) from exc
+    try:
+        try:
+            yield out
+        finally:
+            out.close()
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
+        raise OutputError(path, exc) from exc
 
 
 def _policy_check(args: argparse.Namespace) -> int:
@@ -205,16 +265,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(func(args))
+        code = int(func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except PolicyError as exc:
+        # ``policy check|explain|test`` report their own policy's problems (1);
+        # any other command was given a policy it could not run with
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return 1
+        return 2
     except StockadeError as exc:
         print(f"stockade: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null after its reader went away, so that the
+    interpreter's last flush does not fail a second time."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return  # not a real file (a test's capture): nothing is flushed at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
 import sys
@@ -10,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from stockade.cli import build_parser, main
+from stockade.cli import (
+    EXIT_BROKEN_PIPE,
+    OutputError,
+    build_parser,
+    main,
+    open_output,
+    write_output,
+)
 from stockade.demo import run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +111,63 @@ def test_demo_runs_and_exits_zero() -> None:
 def test_demo_command_in_a_subprocess() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "stockade.cli", "demo", "--scene", "core", "--no-color"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "summary:" in proc.stdout
+
+
+def _to_closed_pipe(*argv: str) -> subprocess.CompletedProcess[str]:
+    """Run ``stockade ARGV`` with stdout a pipe whose reader is already gone
+    (what `| head` leaves once it has its lines)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "stockade.cli", *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+def test_a_closed_pipe_ends_any_command_quietly(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("version: 1\nrules: [{id: r, tool: fs, action: read, effect: allow}]\n")
+    secret = tmp_path / "config.env"
+    secret.write_text("GITHUB=ghp_R4nd0mT0k3nV4lu3F0rT3st1ngPurp0s3sXY\n")
+    for argv in (
+        ("policy", "explain", str(policy)),
+        ("policy", "check", str(policy)),
+        ("scan", str(secret), "--no-model"),
+    ):
+        proc = _to_closed_pipe(*argv)
+        assert proc.returncode == EXIT_BROKEN_PIPE, (argv, proc.stderr)
+        assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, argv
+
+
+def test_a_policy_that_does_not_load_is_an_error_outside_policy_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = str(tmp_path / "nope.yaml")
+    assert main(["undo", "--policy", missing, "--session", "s"]) == 2
+    assert "nope.yaml:1:1: cannot read" in capsys.readouterr().err
+    assert main(["policy", "explain", missing]) == 1  # there the policy is what is checked
+    assert "nope.yaml:1:1: cannot read" in capsys.readouterr().err
+
+
+def test_output_error_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(OutputError, match=r"cannot write `.*x.txt`: no such file or directory"):
+        write_output(tmp_path / "no" / "x.txt", "text")
+    with pytest.raises(OutputError, match=r"is a directory"), open_output(tmp_path) as out:
+        out.write("never")
+    with open_output(tmp_path / "y.txt") as out:
+        out.write("kept")
+    assert (tmp_path / "y.txt").read_text() == "kept"
