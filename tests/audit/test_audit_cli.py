@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from stockade import Guard
 from stockade.audit.cli import EXIT_CODES
 from stockade.audit.merkle import verify_consistency, verify_inclusion
-from stockade.cli import main
+from stockade.cli import EXIT_BROKEN_PIPE, main
 from stockade.errors import Denied
 
 POLICY = """version: 1
@@ -352,6 +353,8 @@ def test_postgres_store_from_the_command_line(
     ]
     code, out, _ = _run(capsys, "proof", *where, "--consistency", "4", "8")
     assert code == 0 and json.loads(out)["size2"] == 8
+    code, _, err = _run(capsys, "verify", "--store", pg_db, "--keys", str(keys))
+    assert code == 2 and "needs --origin" in err and f"`{origin}` (8 records)" in err
 
 
 def test_missing_configured_mirror(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -360,3 +363,83 @@ def test_missing_configured_mirror(filled: Path, capsys: pytest.CaptureFixture[s
     assert code == 0 and "mirror" in out and "is missing" in out
     code, _, err = _run(capsys, "verify", "--policy", str(filled), "--strict")
     assert code == EXIT_CODES["missing"] and "is missing" in err
+
+
+def _to_closed_pipe(*argv: str) -> subprocess.CompletedProcess[str]:
+    """Run ``stockade ARGV`` with stdout a pipe whose reader is already gone
+    (what `| head` leaves once it has its lines)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "stockade.cli", *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("export", "--format", "jsonl"),
+        ("export", "--format", "otel"),
+        ("query",),
+        ("tail", "-n", "50"),
+        ("proof", "--inclusion", "2"),
+    ],
+)
+def test_a_closed_pipe_ends_the_command_quietly(filled: Path, argv: tuple[str, ...]) -> None:
+    proc = _to_closed_pipe("audit", *argv, "--policy", str(filled))
+    assert proc.returncode == EXIT_BROKEN_PIPE, proc.stderr
+    assert proc.stderr == ""
+
+
+def test_an_unwritable_output_file_is_named(
+    filled: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    where = tmp_path / "no" / "such" / "dir"
+    code, _, err = _run(capsys, "report", "--policy", str(filled), "--html", str(where / "r.html"))
+    assert code == 2
+    assert err == f"stockade: cannot write `{where / 'r.html'}`: no such file or directory\n"
+    code, _, err = _run(
+        capsys, "export", "--policy", str(filled), "--format", "otel", "-o", str(where / "x")
+    )
+    assert (
+        code == 2 and err == f"stockade: cannot write `{where / 'x'}`: no such file or directory\n"
+    )
+    code, _, err = _run(capsys, "export", "--policy", str(filled), "-o", str(tmp_path))
+    assert code == 2 and err == f"stockade: cannot write `{tmp_path}`: is a directory\n"
+
+
+def test_counts_and_time_ranges_are_checked(
+    filled: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (("tail", "-n", "-5"), ("query", "--limit", "-1")):
+        with pytest.raises(SystemExit) as info:
+            main(["audit", *argv, "--policy", str(filled)])
+        assert info.value.code == 2
+        assert f"expected a count of 0 or more, got `{argv[-1]}`" in capsys.readouterr().err
+    code, out, _ = _run(capsys, "tail", "--policy", str(filled), "-n", "0", "--json")
+    assert code == 0 and out == ""
+    for cmd in ("query", "export"):
+        code, out, err = _run(
+            capsys, cmd, "--policy", str(filled), "--since", "1h", "--until", "2h"
+        )
+        assert code == 2 and out == ""
+        assert "--since `1h`" in err and "--until `2h`" in err and "is not before" in err
+    code, out, _ = _run(
+        capsys, "query", "--policy", str(filled), "--since", "1h", "--until", "2030-01-01", "--json"
+    )
+    assert code == 0 and len(out.splitlines()) == 8
+
+
+def test_a_policy_that_does_not_load_cannot_run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = _run(capsys, "query", "--policy", str(tmp_path / "nope.yaml"))
+    assert code == 2 and "nope.yaml:1:1: cannot read" in err

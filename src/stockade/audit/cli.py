@@ -28,6 +28,7 @@ from stockade.audit.keys import create_keys, key_id, load_public_key, load_signi
 from stockade.audit.record import StoredRecord
 from stockade.audit.store import Query, Store
 from stockade.audit.verify import VerifyReport, verify_log
+from stockade.cli import open_output, write_output
 from stockade.errors import AuditError, AuditIntegrityError, ConfigurationError
 
 __all__ = ["EXIT_CODES", "register"]
@@ -52,7 +53,9 @@ def _config(args: argparse.Namespace) -> AuditConfig:
     elif args.store:
         if args.store.startswith(("postgresql://", "postgres://")):
             if not args.origin:
-                raise ConfigurationError("a PostgreSQL store needs --origin")
+                raise ConfigurationError(
+                    "a PostgreSQL store needs --origin; " + _origins_hint(args.store)
+                )
             config = AuditConfig(url=args.store, origin=args.origin)
         else:
             config = AuditConfig(path=Path(args.store), origin=args.origin or "")
@@ -64,6 +67,20 @@ def _config(args: argparse.Namespace) -> AuditConfig:
     if args.keys and args.policy:
         config = replace(config, keys_dir=Path(args.keys))
     return config
+
+
+def _origins_hint(url: str) -> str:
+    """Which origins the PostgreSQL store at ``url`` holds, for the --origin message."""
+    try:
+        from stockade.audit.store_postgres import list_origins
+
+        origins = list_origins(url)
+    except (AuditError, ConfigurationError) as exc:
+        return f"could not list its origins ({exc})"
+    if not origins:
+        return "it holds no origins yet"
+    listed = ", ".join(f"`{_clean(name, 80)}` ({size} records)" for name, size in origins)
+    return f"it holds: {listed}"
 
 
 def _public_key(args: argparse.Namespace, config: AuditConfig) -> Any:
@@ -115,13 +132,24 @@ def _print_records(records: Iterable[StoredRecord], as_json: bool, out: Any) -> 
     return n
 
 
-def _time_arg(text: str) -> float:
+class _Time(float):
+    """Seconds since the epoch that remember how they were written (for messages)."""
+
+    text: str
+
+    def __new__(cls, value: float, text: str) -> _Time:
+        self = super().__new__(cls, value)
+        self.text = text
+        return self
+
+
+def _time_arg(text: str) -> _Time:
     """An ISO 8601 time, seconds since the epoch, or a duration ago (``15m``, ``2h``, ``1d``)."""
     t = text.strip()
     if t and t[-1] in _DURATION and t[:-1].replace(".", "", 1).isdigit():
-        return time.time() - float(t[:-1]) * _DURATION[t[-1]]
+        return _Time(time.time() - float(t[:-1]) * _DURATION[t[-1]], text)
     try:
-        return float(t)
+        return _Time(float(t), text)
     except ValueError:
         pass
     try:
@@ -132,7 +160,18 @@ def _time_arg(text: str) -> float:
         ) from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=_dt.timezone.utc)
-    return parsed.timestamp()
+    return _Time(parsed.timestamp(), text)
+
+
+def _count(text: str) -> int:
+    """A count of records: a whole number, zero or more."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got `{text}`") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a count of 0 or more, got `{text}`")
+    return n
 
 
 def _query(args: argparse.Namespace, **extra: Any) -> Query:
@@ -146,6 +185,13 @@ def _query(args: argparse.Namespace, **extra: Any) -> Query:
         "until": getattr(args, "until", None),
     }
     fields.update(extra)
+    since, until = fields["since"], fields["until"]
+    if since is not None and until is not None and since >= until:
+        raise ConfigurationError(
+            f"--since `{_clean(getattr(since, 'text', since), 40)}` ({_when(since)}) is not "
+            f"before --until `{_clean(getattr(until, 'text', until), 40)}` ({_when(until)}): "
+            "no record could match"
+        )
     return Query(**fields)
 
 
@@ -276,17 +322,15 @@ def _export(args: argparse.Namespace) -> int:
     from stockade.audit.export import write_jsonl, write_otel
 
     _, store = _reader(args)
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     try:
-        records = store.query(_query(args))
-        if args.format == "jsonl":
-            n = write_jsonl(records, out)
-        else:
-            n = write_otel(records, out, service=args.service)
+        with open_output(args.output) as out:
+            records = store.query(_query(args))
+            if args.format == "jsonl":
+                n = write_jsonl(records, out)
+            else:
+                n = write_otel(records, out, service=args.service)
     finally:
         store.close()
-        if out is not sys.stdout:
-            out.close()
     what = "records" if args.format == "jsonl" else "spans"
     print(f"exported {n} {what}" + (f" to {args.output}" if args.output else ""), file=sys.stderr)
     return 0
@@ -317,7 +361,7 @@ def _report(args: argparse.Namespace) -> int:
         )
     finally:
         store.close()
-    Path(args.html).write_text(page, encoding="utf-8")
+    write_output(args.html, page)
     print(f"report written to {args.html}")
     return 0
 
@@ -393,7 +437,7 @@ def register(subparsers: Any) -> None:
         description="Show the last records; --follow keeps printing new ones as they are written.",
     )
     _location(p)
-    p.add_argument("-n", "--lines", type=int, default=10, help="how many (default 10)")
+    p.add_argument("-n", "--lines", type=_count, default=10, help="how many (default 10)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new records")
     p.add_argument("--interval", type=float, default=0.5, help="poll interval in seconds")
     p.add_argument("--max-polls", type=int, default=None, help=argparse.SUPPRESS)
@@ -407,7 +451,7 @@ def register(subparsers: Any) -> None:
     )
     _location(p)
     _filters(p)
-    p.add_argument("--limit", type=int, default=None, help="at most this many records")
+    p.add_argument("--limit", type=_count, default=None, help="at most this many records")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.set_defaults(func=_query_cmd)
 

@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "the PostgreSQL audit store needs psycopg: pip install 'stockade[postgres]'"
     ) from exc
 
-__all__ = ["PostgresStore"]
+__all__ = ["PostgresStore", "list_origins"]
 
 RECORDS = "stockade_audit_records"
 CHECKPOINTS = "stockade_audit_checkpoints"
@@ -110,6 +110,22 @@ SELECT h.origin, %(seq)s::bigint, %(record)s::text, %(rchain)s::bytea FROM h
 def _fail(what: str, exc: BaseException) -> AuditError:
     detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return AuditError(f"audit store: {what}: {detail}")
+
+
+def list_origins(url: str) -> list[tuple[str, int]]:
+    """The origins the database at ``url`` holds, with their record counts, by name.
+
+    Raise :class:`AuditError` when the database cannot be read.
+    """
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            exists = conn.execute("SELECT to_regclass(%s)", (HEADS,)).fetchone()
+            if exists is None or exists[0] is None:
+                return []
+            rows = conn.execute(f"SELECT origin, size FROM {HEADS} ORDER BY origin").fetchall()
+    except psycopg.Error as exc:
+        raise _fail(f"cannot read `{hide_password(url)}`", exc) from exc
+    return [(str(origin), int(size)) for origin, size in rows]
 
 
 class _Tx(Transaction):
