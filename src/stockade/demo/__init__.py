@@ -21,7 +21,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
-from stockade.errors import ApprovalRequired, Denied, StockadeError, ToolError
+from stockade.errors import (
+    ApprovalRequired,
+    ConfigurationError,
+    Denied,
+    StockadeError,
+    ToolError,
+)
 from stockade.guard import Guard
 from stockade.model import Result
 from stockade.policy import Policy
@@ -127,7 +133,18 @@ def demo_policy_text() -> str:
 @contextmanager
 def _workspace(keep: Path | None) -> Iterator[Path]:
     if keep is not None:
-        keep.mkdir(parents=True, exist_ok=True)
+        try:
+            keep.mkdir(parents=True, exist_ok=True)
+            used = any(keep.iterdir())
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot use `{keep}` as the demo folder: {(exc.strerror or str(exc)).lower()}"
+            ) from exc
+        if used:
+            # a second run would find the first one's databases, journal and log
+            raise ConfigurationError(
+                f"the demo folder `{keep}` is not empty; give a new or empty folder"
+            )
         yield keep
         return
     tmp = Path(tempfile.mkdtemp(prefix="stockade-demo-"))
@@ -150,9 +167,13 @@ def run_demo(
         color = out.isatty()
     started = time.perf_counter()
     with _workspace(workspace) as ws:
+        ws = ws.resolve()  # the policy's paths are absolute (`--keep DIR` may be relative)
         (ws / "workspace").mkdir(exist_ok=True)
         text = demo_policy_text().replace("${WORKSPACE}", str(ws / "workspace"))
         text = text.replace("${STATE}", str(ws / "state"))
+        # the policy as played, next to its state, so the commands the demo
+        # prints (`stockade undo --policy policy.yaml ...`) run from a kept folder
+        (ws / "policy.yaml").write_text(text, encoding="utf-8")
         policy = Policy.from_text(text, source="stockade/demo/policy.yaml", base_dir=ws)
         demo_guard = Guard(policy)
         demo = Demo(ws / "workspace", demo_guard, out, color)
