@@ -18,7 +18,8 @@ version: 1
 exec:
   workspace: {ws}
   shell: {shell}
-  limits: {{timeout: 10s, cpu: 5s, memory: 512MiB, processes: 32, output: 64KiB}}
+  limits: {{timeout: 10s, cpu: 5s, memory: 512MiB, processes: 32, output: 64KiB,
+           disk_growth: 8MiB}}
   env: {{GREETING: hello}}
   commands:
     - {{program: ls}}
@@ -41,6 +42,7 @@ def test_section_adds_one_rule_per_command(workspace: Path) -> None:
     assert isinstance(cfg, ExecConfig)
     assert cfg.sandbox.limits.processes == 32
     assert cfg.sandbox.limits.output == 64 * 1024
+    assert cfg.sandbox.limits.disk_growth == 8 * 1024 * 1024
     assert cfg.commands[1].program == resolve_program("echo")
 
 
@@ -70,6 +72,8 @@ def test_relative_workspace_is_relative_to_the_policy(tmp_path: Path) -> None:
         ("{workspace: /tmp, commands: [true]}", "quote `true`"),
         ("{workspace: /tmp, limits: {cpu: 0}}", "longer than 0"),
         ("{workspace: /tmp, limits: {memory: lots}}", "expected a size"),
+        ("{workspace: /tmp, limits: {disk_growth: much}}", "expected a size"),
+        ("{workspace: /tmp, limits: {disk_growth: 0}}", "`disk_growth` greater than 0"),
         ("{workspace: /tmp, limits: {walltime: 3}}", "unknown key `walltime`"),
         ("{workspace: /tmp, commands: [{program: ls, args: {regex: '('}}]}", "bad regex"),
         ("{workspace: /tmp, shell: maybe}", "unknown value `maybe`"),
@@ -217,6 +221,19 @@ def test_limits_are_reported(workspace: Path) -> None:
     assert result.value["truncated"] is True
     assert result.value["killed"] == "output"
     assert "output limit" in result.value["status"]
+
+
+def test_workspace_growth_past_the_limit_is_killed_and_reported(workspace: Path) -> None:
+    text = POLICY.format(ws=workspace, shell="true")
+    guard = Guard(Policy.from_text(text), audit=MemoryAuditSink())
+    script = "i=0; while [ $i -lt 1024 ]; do i=$((i+1)); head -c 1M /dev/zero > f$i; done"
+    result = guard.call("exec", "shell", {"script": script})
+    assert result.value["killed"] == "disk"
+    assert result.value["disk_exceeded"] is True
+    assert result.value["status"] == "killed: workspace disk limit (it grew by more than 8 MiB)"
+    assert result.meta["exec"]["disk_exceeded"] is True
+    assert result.meta["sandbox"]["limits"]["disk_growth"] == 8 * 1024 * 1024
+    assert not (workspace / "f1024").exists()
 
 
 def test_sandbox_unavailable_fails_the_call(

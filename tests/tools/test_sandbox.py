@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +35,15 @@ def fresh_probe(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("launcher", [None, "python"], ids=["default-launcher", "python-launcher"])
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["id"] for e in ENTRIES])
 def test_legitimate_command_runs(entry: dict[str, Any], launcher: Any, workspace: Path) -> None:
-    sandbox = Sandbox(
-        SandboxConfig(workspace=workspace, limits=Limits(timeout=20)), _launcher=launcher
-    )
+    limits = replace(Limits(timeout=20), **(entry.get("limits") or {}))
+    sandbox = Sandbox(SandboxConfig(workspace=workspace, limits=limits), _launcher=launcher)
     argv = ["/bin/sh", "-c", entry["sh"]] if "sh" in entry else [PY, "-c", entry["py"]]
     stdin = entry.get("stdin")
     result = sandbox.run(argv, stdin=stdin.encode() if stdin else None)
     exp = entry["expect"]
     why = f"{result.describe()}: {result.stdout!r} {result.stderr!r}"
     assert result.exit_code == exp["exit"], why
-    assert not result.killed and not result.truncated
+    assert not result.killed and not result.truncated and not result.disk_exceeded, why
     if "stdout_has" in exp:
         assert exp["stdout_has"] in result.stdout.decode(), why
     if "workspace_file" in exp:
@@ -251,6 +251,7 @@ def test_describe_and_as_dict(sandbox: Sandbox) -> None:
         "signal": None,
         "killed": None,
         "truncated": False,
+        "disk_exceeded": False,
         "stdout": "out\n",
         "stderr": "err\n",
         "status": "exit status 4",
@@ -344,3 +345,54 @@ def test_hide_without_bubblewrap_fails_closed(workspace: Path) -> None:
     bare = Sandbox(SandboxConfig(workspace=workspace, mode="none"))
     with pytest.raises(ExecError, match="cannot hide"):
         bare.run(["/bin/true"], hide=[("key.txt", False)])
+
+
+def _write(path: Path, mib: int) -> None:
+    with path.open("wb") as f:
+        f.write(b"x" * (mib << 20))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def test_disk_watch_counts_only_what_changed_in_the_workspace(tmp_path: Path) -> None:
+    """Free space lost elsewhere on the filesystem makes the watch measure,
+    not judge; what the workspace gained is what counts."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    _write(ws / "old", 12)  # there before the run: not the run's growth
+    os.utime(ws / "old", ns=(0, 0))
+    watch = sandbox_mod._DiskWatch(str(ws), 8 << 20)
+    watch.since_ns = os.stat(ws / "old").st_ctime_ns + 1
+    _write(tmp_path / "elsewhere", 12)  # the filesystem lost more than the limit
+    _write(ws / "new", 2)
+    assert watch.check() is False
+    assert watch.over is False
+    _write(ws / "new2", 7)  # 9 MiB in the workspace now
+    assert watch.check() is True
+    assert watch.over is True
+
+
+def test_disk_watch_counts_hard_links_once(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    watch = sandbox_mod._DiskWatch(str(ws), 8 << 20)
+    _write(ws / "a", 3)
+    for i in range(4):
+        os.link(ws / "a", ws / f"link{i}")
+    growth = watch.measure()
+    assert growth is not None and 3 << 20 <= growth < 4 << 20
+
+
+def test_growth_found_after_the_exit_is_reported(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command that wrote past the limit and ended before the watch looked
+    keeps its exit status; the look after the run still finds the growth."""
+    monkeypatch.setattr(sandbox_mod, "_DISK_POLL", 3600.0)  # no look while it runs
+    limits = replace(sandbox.config.limits, disk_growth=1 << 20)
+    result = sandbox.run(["/bin/sh", "-c", "head -c 3M /dev/zero > big"], limits=limits)
+    assert result.exit_code == 0
+    assert result.killed == ""
+    assert result.disk_exceeded
+    assert not result.ok
+    assert result.describe() == "exit status 0 (workspace disk limit: it grew by more than 1 MiB)"

@@ -166,6 +166,10 @@ def test_escape_is_contained(
         assert result.killed == exp["killed"], why
     if "signal" in exp:
         assert result.signal == exp["signal"], why
+    if "disk_exceeded" in exp:
+        assert result.disk_exceeded is exp["disk_exceeded"], why
+    if "workspace_lacks" in exp:
+        assert not (scene["workspace"] / exp["workspace_lacks"]).exists(), why
     if exp.get("stopped"):
         assert result.killed or result.signal or result.exit_code != 0, why
     if exp.get("exit_nonzero"):

@@ -9,7 +9,8 @@ mode, the resource limits and the commands an agent may run::
       network: none                  # or `proxy`: only stockade's forward proxy
       shell: false                   # `true` or `ask` lets `exec.shell` run a script
       limits: {timeout: 30s, cpu: 10s, memory: 1GiB, processes: 64,
-               file_size: 64MiB, open_files: 256, output: 1MiB, tmp_size: 64MiB}
+               file_size: 64MiB, open_files: 256, output: 1MiB, tmp_size: 64MiB,
+               disk_growth: 1GiB}
       env: {LANG: C.UTF-8}
       pass_env: [TZ]                 # copied from stockade's environment when set
       expose_git: false              # `.git` is hidden from commands unless true
@@ -109,6 +110,7 @@ _LIMIT_KEYS = (
     "open_files",
     "output",
     "tmp_size",
+    "disk_growth",
 )
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PROXY = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
@@ -326,7 +328,7 @@ def _parse_limits(node: Node) -> Limits:
             if seconds <= 0:
                 m[key].fail(f"expected a `{key}` longer than 0 seconds")
             values[key] = seconds if key == "timeout" else max(1, round(seconds))
-    for key in ("memory", "file_size", "output", "tmp_size"):
+    for key in ("memory", "file_size", "output", "tmp_size", "disk_growth"):
         if key in m:
             size = m[key].size()
             if size <= 0:
@@ -789,6 +791,7 @@ class ExecTool(Capability):
                 "signal": result.signal,
                 "killed": result.killed or None,
                 "truncated": result.truncated,
+                "disk_exceeded": result.disk_exceeded,
                 "status": result.describe(),
             },
         }
@@ -806,7 +809,8 @@ class ExecTool(Capability):
         )
         where = (
             f"in a sandbox: the workspace (/workspace, also HOME) is the only writable place, "
-            f"{net}, at most {lim.timeout:g}s, {lim.cpu}s of CPU and {lim.output} bytes of output"
+            f"{net}, at most {lim.timeout:g}s, {lim.cpu}s of CPU, {lim.output} bytes of output "
+            f"and {lim.disk_growth} bytes of workspace growth"
         )
         common: dict[str, Any] = {
             "cwd": {"type": "string", "description": "working directory inside the workspace"},
@@ -821,7 +825,8 @@ class ExecTool(Capability):
                 "run": (
                     f"Run a program with arguments {where}. Give `argv` as a list: the "
                     "program by name or absolute path, then its arguments (no shell). "
-                    "Returns exit_code, signal, killed, truncated, stdout, stderr, status."
+                    "Returns exit_code, signal, killed, truncated, disk_exceeded, stdout, "
+                    "stderr, status."
                 ),
                 "shell": f"Run a /bin/sh script {where}, if the policy allows scripts.",
             },

@@ -24,7 +24,10 @@ commands, each in a fresh sandbox:
 - **resource limits**: CPU seconds, address space, processes (plus a pids
   cgroup when running as root, where the kernel does not apply the process
   limit), file size, open files; a wall-clock timeout that kills the whole
-  process tree; output captured up to a cap.
+  process tree; output captured up to a cap; a cap on how much the workspace
+  may grow during one run (watched from the host: a ``statvfs`` every 50 ms,
+  a walk of the workspace only when the filesystem's free space fell by more
+  than the cap), past which the tree is killed.
 
 Where bubblewrap or user namespaces are missing, :class:`Sandbox` raises
 :class:`~stockade.errors.SandboxUnavailable` saying what is missing and how to
@@ -59,6 +62,7 @@ import posixpath
 import re
 import selectors
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -161,7 +165,9 @@ class Limits:
     ``timeout`` seconds of wall-clock time before the whole tree is killed,
     ``output`` bytes of stdout and stderr kept (past it the tree is killed and
     the result says truncated), ``tmp_size`` bytes of the private ``/tmp``
-    (and of ``/dev/shm``).
+    (and of ``/dev/shm``), ``disk_growth`` bytes the workspace may grow by
+    during one :meth:`Sandbox.run` (past it the tree is killed and the result
+    says ``killed: disk``; see :class:`_DiskWatch`).
     """
 
     timeout: float = 30.0
@@ -172,6 +178,7 @@ class Limits:
     open_files: int = 256
     output: int = 1024 * 1024
     tmp_size: int = 64 * 1024 * 1024
+    disk_growth: int = 1024 * 1024 * 1024
 
     def rlimits(self) -> dict[str, int]:
         """The limits the launcher sets with ``setrlimit``."""
@@ -232,9 +239,12 @@ class RunResult:
 
     ``exit_code`` is the command's status (``None`` when it was killed from
     outside); ``signal`` the name of the signal that ended it, if any;
-    ``killed`` says why stockade killed it (``timeout`` or ``output``);
-    ``truncated`` whether output was cut at the cap; ``layers`` which
-    protections were active (this goes to the audit record).
+    ``killed`` says why stockade killed it (``timeout``, ``output`` or
+    ``disk``); ``truncated`` whether output was cut at the cap; ``layers`` which
+    protections were active (this goes to the audit record);
+    ``disk_exceeded`` whether the workspace grew by more than ``disk_limit``
+    bytes (killed while running, or found when the command had already ended:
+    then its exit status is kept and the files it wrote stay).
     """
 
     argv: tuple[str, ...]
@@ -246,6 +256,8 @@ class RunResult:
     killed: str
     duration_ms: float
     layers: Mapping[str, Any]
+    disk_exceeded: bool = False
+    disk_limit: int = 0
 
     @property
     def timed_out(self) -> bool:
@@ -255,7 +267,12 @@ class RunResult:
     @property
     def ok(self) -> bool:
         """Whether the command exited by itself with status 0."""
-        return self.exit_code == 0 and not self.killed and self.signal is None
+        return (
+            self.exit_code == 0
+            and not self.killed
+            and self.signal is None
+            and not self.disk_exceeded
+        )
 
     def describe(self) -> str:
         """One line saying how the command ended, e.g. ``killed: timeout after 2s``."""
@@ -263,11 +280,15 @@ class RunResult:
             text = "killed: wall-clock timeout"
         elif self.killed == "output":
             text = "killed: output limit reached"
+        elif self.killed == "disk":
+            text = f"killed: workspace disk limit (it grew by more than {_size(self.disk_limit)})"
         elif self.signal is not None:
             why = _SIGNAL_REASONS.get(self.signal, "")
             text = f"ended by {self.signal}" + (f" ({why})" if why else "")
         else:
             text = f"exit status {self.exit_code}"
+        if self.disk_exceeded and self.killed != "disk":
+            text += f" (workspace disk limit: it grew by more than {_size(self.disk_limit)})"
         return text + (" (output truncated)" if self.truncated else "")
 
     def as_dict(self) -> dict[str, Any]:
@@ -277,6 +298,7 @@ class RunResult:
             "signal": self.signal,
             "killed": self.killed or None,
             "truncated": self.truncated,
+            "disk_exceeded": self.disk_exceeded,
             "stdout": self.stdout.decode("utf-8", "replace"),
             "stderr": self.stderr.decode("utf-8", "replace"),
             "status": self.describe(),
@@ -290,6 +312,14 @@ _SIGNAL_REASONS = {
     "SIGSEGV": "segmentation fault",
     "SIGSYS": "forbidden system call",
 }
+
+
+def _size(n: int) -> str:
+    """A byte count for people: ``8 MiB``, ``1 GiB``, ``1.5 KiB``, ``100 bytes``."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.4g} {unit}"
+    return f"{n} bytes"
 
 
 def _signal_name(num: int) -> str:
@@ -460,6 +490,8 @@ class Sandbox:
             "open_files": lim.open_files,
             "timeout_s": lim.timeout,
             "output": lim.output,
+            "tmp_size": lim.tmp_size,
+            "disk_growth": lim.disk_growth,
         }
         if cfg.mode == "none":
             return {
@@ -685,6 +717,9 @@ class Sandbox:
         lim = limits or self.config.limits
         started = time.perf_counter()
         deadline = time.monotonic() + lim.timeout if self._layers_on.timeout else None
+        # The reference (a clock reading and one statvfs) is taken before the
+        # command starts; the looking starts once it runs, in the wait loop.
+        watch = _DiskWatch(str(self.workspace), lim.disk_growth)
         handle = self._spawn(
             argv,
             cwd=cwd,
@@ -695,9 +730,12 @@ class Sandbox:
             hide=hide,
         )
         try:
-            out, err, truncated, killed = _collect(handle, stdin or b"", deadline, lim.output)
+            out, err, truncated, killed = _collect(
+                handle, stdin or b"", deadline, lim.output, watch
+            )
         finally:
             handle.kill()
+        watch.check()  # once more, after the tree is gone
         code = handle.returncode
         exit_code: int | None
         sig: str | None = None
@@ -720,6 +758,8 @@ class Sandbox:
             killed=killed,
             duration_ms=(time.perf_counter() - started) * 1000.0,
             layers=handle.layers,
+            disk_exceeded=watch.over,
+            disk_limit=lim.disk_growth,
         )
 
     def close(self) -> None:
@@ -889,38 +929,61 @@ def _read_status(fd: int, deadline: float) -> dict[str, Any] | None:
     return status
 
 
-def _wait_exit(proc: subprocess.Popen[bytes], deadline: float | None) -> bool:
-    """Wait for the process to end by the deadline; return whether it did.
+def _wait_exit(
+    proc: subprocess.Popen[bytes], deadline: float | None, watch: _DiskWatch | None = None
+) -> str:
+    """Wait for the process to end; return ``""`` when it did, else why it was
+    not waited for: ``timeout`` (the deadline passed) or ``disk`` (``watch``
+    found the workspace grown past its limit).
 
     ``Popen.wait(timeout)`` polls with sleeps that grow to 50 ms; a pidfd
     wakes up the moment the process ends.
     """
-    if deadline is None:
-        proc.wait()
-        return True
     try:
         pidfd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):  # an old kernel, or the process is already reaped
-        try:
-            proc.wait(max(deadline - time.monotonic(), 0.0))
-        except subprocess.TimeoutExpired:
-            return False
-        return True
+        pidfd = -1
     try:
-        with selectors.DefaultSelector() as sel:
-            sel.register(pidfd, selectors.EVENT_READ)
-            if not sel.select(max(deadline - time.monotonic(), 0.0)):
-                return False
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                return "timeout"
+            wait = _until(deadline, watch)
+            if pidfd < 0:
+                try:
+                    proc.wait(wait)
+                    return ""
+                except subprocess.TimeoutExpired:
+                    pass
+            else:
+                with selectors.DefaultSelector() as sel:
+                    sel.register(pidfd, selectors.EVENT_READ)
+                    if sel.select(wait):
+                        proc.wait()
+                        return ""
+            if watch is not None and watch.due() and watch.check():
+                return "disk"
     finally:
-        os.close(pidfd)
-    proc.wait()
-    return True
+        if pidfd >= 0:
+            os.close(pidfd)
+
+
+def _until(deadline: float | None, watch: _DiskWatch | None) -> float | None:
+    """Seconds to wait for the next event: the deadline or the watch's next look."""
+    now = time.monotonic()
+    times = (deadline, watch.next if watch is not None else None)
+    waits = [t - now for t in times if t is not None]
+    return max(min(waits), 0.0) if waits else None
 
 
 def _collect(
-    handle: SandboxedProcess, stdin: bytes, deadline: float | None, cap: int
+    handle: SandboxedProcess,
+    stdin: bytes,
+    deadline: float | None,
+    cap: int,
+    watch: _DiskWatch | None = None,
 ) -> tuple[bytes, bytes, bool, str]:
-    """Feed stdin, read stdout and stderr up to ``cap`` bytes in all, until exit or a limit."""
+    """Feed stdin, read stdout and stderr up to ``cap`` bytes in all, until exit or
+    a limit (the deadline, the output cap, the workspace growth ``watch`` checks)."""
     bufs: dict[int, bytearray] = {}
     total = 0
     truncated = False
@@ -936,11 +999,13 @@ def _collect(
             os.set_blocking(handle.stdin.fileno(), False)
             sel.register(handle.stdin.fileno(), selectors.EVENT_WRITE, "in")
         while sel.get_map():
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            if deadline is not None and deadline - time.monotonic() <= 0:
                 killed = "timeout"
                 break
-            for key, _ in sel.select(remaining):
+            if watch is not None and watch.due() and watch.check():
+                killed = "disk"
+                break
+            for key, _ in sel.select(_until(deadline, watch)):
                 fd = key.fd
                 if key.data == "in":
                     try:
@@ -973,8 +1038,111 @@ def _collect(
                 total += len(chunk)
             if killed:
                 break
-    if not killed and not _wait_exit(handle._proc, deadline):
-        killed = "timeout"
+    if not killed:
+        killed = _wait_exit(handle._proc, deadline, watch)
     out = bytes(bufs.get(handle.stdout.fileno(), b"")) if handle.stdout else b""
     err = bytes(bufs.get(handle.stderr.fileno(), b"")) if handle.stderr else b""
     return out, err, truncated, killed
+
+
+#: how often a run looks at the free space of the workspace's filesystem (seconds)
+_DISK_POLL = 0.05
+#: entries one measurement of the workspace walks at most; past that it counts as over
+_DISK_WALK_MAX = 200_000
+#: how long before the run a change still counts as the run's (the kernel's
+#: file times come from a coarse clock that may lag ``time.time()`` by a tick)
+_DISK_SLACK_NS = 20_000_000
+
+
+class _DiskWatch:
+    """Whether the workspace grew by more than ``limit`` bytes since the run began.
+
+    Cheap while nothing happens: every :data:`_DISK_POLL` seconds one
+    ``statvfs`` of the workspace's filesystem. Only when its free space fell
+    by more than the limit (the workspace cannot grow by more than the
+    filesystem lost, unless something else frees space at the same time) is
+    the workspace walked: the blocks (``st_blocks``, so sparse files count
+    what they use) of every entry changed since the run began (its ``ctime``,
+    which no unprivileged process can set back), each inode once (hard
+    links), add up to an upper bound of the growth. The walk stops as soon as
+    the sum passes the limit, or after :data:`_DISK_WALK_MAX` entries, and a
+    folder it cannot read counts as over the limit (fail closed: a command
+    may ``chmod 000`` what it wrote). A walk that finds less than the limit
+    moves the reference: the next walk comes when the filesystem lost more
+    than what was left of the limit.
+    """
+
+    def __init__(self, workspace: str, limit: int) -> None:
+        self.workspace = workspace
+        self.limit = limit
+        self.since_ns = time.time_ns() - _DISK_SLACK_NS
+        self.next = time.monotonic() + _DISK_POLL
+        self.over = False
+        self._budget = limit
+        self._free = self._free_bytes()
+
+    def _free_bytes(self) -> int | None:
+        try:
+            st = os.statvfs(self.workspace)
+        except OSError:
+            return None
+        return st.f_bfree * st.f_frsize
+
+    def due(self) -> bool:
+        """Whether it is time to look again."""
+        return time.monotonic() >= self.next
+
+    def check(self) -> bool:
+        """Look now; return whether the workspace grew past the limit."""
+        self.next = time.monotonic() + _DISK_POLL
+        if self.over:
+            return True
+        free = self._free_bytes()
+        if free is None or self._free is None:
+            self._free = free
+            return False
+        if self._free - free <= self._budget:
+            return False
+        growth = self.measure()
+        if growth is None or growth > self.limit:
+            self.over = True
+            return True
+        self._free = free
+        self._budget = self.limit - growth
+        return False
+
+    def measure(self) -> int | None:
+        """Bytes of the entries changed since the run began (stopping past the
+        limit); ``None`` when the workspace cannot be measured."""
+        total = 0
+        seen: set[tuple[int, int]] = set()
+        count = 0
+        stack = [self.workspace]
+        while stack:
+            folder = stack.pop()
+            try:
+                it = os.scandir(folder)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # removed while walking
+            except OSError:
+                return None
+            with it:
+                for entry in it:
+                    count += 1
+                    if count > _DISK_WALK_MAX:
+                        return None
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    except OSError:
+                        return None
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(entry.path)
+                    if st.st_ctime_ns < self.since_ns or (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_blocks * 512
+                    if total > self.limit:
+                        return total
+        return total
