@@ -7,6 +7,7 @@ the tests next to them show the engine layer holding.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from pathlib import Path
 
@@ -229,6 +230,74 @@ def test_grant_readonly_mysql_and_sqlite(
     path = _policy_file(tmp_path, "sqlite:///shop.db", "      tables: {orders: {}}\n")
     assert cli.main(["sql", "grant-readonly", "--policy", str(path)]) == 0
     assert "mode=ro" in capsys.readouterr().out
+
+
+def test_grant_readonly_mariadb_placeholder_is_flagged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _policy_file(tmp_path, "mysql://agent@db/shop", "      tables: {orders: {}}\n")
+    assert cli.main(["sql", "grant-readonly", "--policy", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    create = lines.index("CREATE USER 'agent'@'%' IDENTIFIED BY '<password>';")
+    assert lines[create - 1].startswith("-- replace <password> below")
+    assert "--password-env" in lines[create - 1]
+
+
+def test_grant_readonly_password_env_must_be_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _policy_file(tmp_path, "mysql://agent@db/shop", "      tables: {orders: {}}\n")
+    monkeypatch.delenv("STOCKADE_TEST_NO_SUCH_PASSWORD", raising=False)
+    argv = ["sql", "grant-readonly", "--policy", str(path)]
+    assert cli.main([*argv, "--password-env", "STOCKADE_TEST_NO_SUCH_PASSWORD"]) == 2
+    captured = capsys.readouterr()
+    assert "STOCKADE_TEST_NO_SUCH_PASSWORD" in captured.err and captured.out == ""
+    monkeypatch.setenv("STOCKADE_TEST_PG_PASSWORD", "it's")
+    pg = _policy_file(tmp_path, "postgresql://agent@db/shop", "      tables: {orders: {}}\n")
+    argv = ["sql", "grant-readonly", "--policy", str(pg)]
+    assert cli.main([*argv, "--password-env", "STOCKADE_TEST_PG_PASSWORD"]) == 0
+    assert """CREATE ROLE "agent" LOGIN PASSWORD 'it''s';""" in capsys.readouterr().out
+
+
+@pytest.mark.mariadb
+def test_grant_readonly_mariadb_with_password_env_makes_a_working_account(
+    mariadb_env: SQLEnv,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pymysql
+
+    from stockade.tools.sql_mysql import mysql_params
+
+    role, password = f"stockade_pw_{secrets.token_hex(3)}", "pw-" + secrets.token_hex(6) + "'\\"
+    monkeypatch.setenv("STOCKADE_TEST_MARIADB_PASSWORD", password)
+    path = _policy_file(
+        tmp_path,
+        f"mysql://{role}@127.0.0.1:3306/{mariadb_env.database}",
+        "      tables: {orders: {}}\n",
+    )
+    argv = ["sql", "grant-readonly", "--policy", str(path)]
+    assert cli.main([*argv, "--password-env", "STOCKADE_TEST_MARIADB_PASSWORD"]) == 0
+    out = capsys.readouterr().out
+    assert "<password>" not in out
+    root = pymysql.connect(**mysql_params(mariadb_env.admin_url), autocommit=True)
+    try:
+        with root.cursor() as cur:
+            for stmt in out.splitlines():
+                if stmt and not stmt.startswith("--"):
+                    cur.execute(stmt)
+        conn = pymysql.connect(
+            host="127.0.0.1", port=3306, user=role, password=password, database=mariadb_env.database
+        )
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM orders")
+            assert cur.fetchone() == (12,)
+        conn.close()
+    finally:
+        with root.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS '{role}'@'%'")
+        root.close()
 
 
 def test_grant_readonly_needs_columns_for_denied_columns(

@@ -30,6 +30,7 @@ ALTER ROLE "shop_agent" SET statement_timeout = '5000ms';
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -118,7 +119,14 @@ def grant_statements(
     if db.engine == "mysql":
         database = urllib.parse.unquote(urllib.parse.urlsplit(db.url).path.lstrip("/"))
         account = f"{_my_string(role)}@'%'"
-        secret = _my_string(password) if password is not None else "'<password>'"
+        if password is not None:
+            secret = _my_string(password)
+        else:
+            secret = "'<password>'"
+            out.append(
+                "-- replace <password> below with the account's password before running this "
+                "(or print it with --password-env NAME)"
+            )
         out.append(f"CREATE USER {account} IDENTIFIED BY {secret};")
         for key in tables:
             spec = db.tables[key]
@@ -189,6 +197,15 @@ def _grant_readonly(args: argparse.Namespace) -> int:
     if not isinstance(config, SQLConfig):
         print(f"{args.policy}: no `sql:` section", file=sys.stderr)
         return 1
+    password: str | None = None
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if not password:
+            print(
+                f"stockade: environment variable `{args.password_env}` is not set or empty",
+                file=sys.stderr,
+            )
+            return 2
     names = [args.database] if args.database else list(config.databases)
     for name in names:
         db = config.databases.get(name)
@@ -197,7 +214,7 @@ def _grant_readonly(args: argparse.Namespace) -> int:
             return 2
         schema = _read_columns(db, args.admin_url) if args.admin_url else None
         try:
-            lines = grant_statements(db, role=args.role, schema=schema)
+            lines = grant_statements(db, role=args.role, schema=schema, password=password)
         except StockadeError as exc:
             print(f"stockade: {exc}", file=sys.stderr)
             return 1
@@ -220,14 +237,22 @@ def register(subparsers: Any) -> None:
             "Print the SQL that creates the account the sql tool should connect as: "
             "SELECT on the policy's tables (only the allowed columns where the policy "
             "restricts them) and nothing else. Run it as an administrator (PostgreSQL: "
-            "`psql -v password=... -f FILE`). The tool refuses, at connect time, an account "
-            "with wider privileges."
+            "`psql -v password=... -f FILE`; MariaDB/MySQL: `mariadb < FILE` after replacing "
+            "<password>, or pass --password-env). The tool refuses, at connect time, an "
+            "account with wider privileges."
         ),
     )
     grant.add_argument("--policy", required=True, metavar="FILE", help="policy YAML file")
     grant.add_argument("--database", metavar="NAME", help="only this database of the policy")
     grant.add_argument(
         "--role", metavar="NAME", help="account name (default: the user in the policy's URL)"
+    )
+    grant.add_argument(
+        "--password-env",
+        metavar="NAME",
+        help="put the password from this environment variable in the statements "
+        "(default: a placeholder: psql's :'password' variable on PostgreSQL, "
+        "'<password>' to replace by hand on MariaDB/MySQL); the output then holds it",
     )
     grant.add_argument(
         "--admin-url",
