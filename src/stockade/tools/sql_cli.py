@@ -122,7 +122,7 @@ def grant_statements(
         if password is not None:
             secret = _my_string(password)
         else:
-            secret = "'<password>'"
+            secret = "'<password>'"  # noqa: S105 - a placeholder for the operator to replace
             out.append(
                 "-- replace <password> below with the account's password before running this "
                 "(or print it with --password-env NAME)"
