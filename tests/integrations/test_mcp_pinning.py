@@ -175,3 +175,13 @@ def test_pin_store_compare(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ConfigurationError, match="not valid JSON"):
         PinStore(tmp_path / "bad.json").load()
+
+
+def test_pin_store_names_a_pin_file_it_cannot_write() -> None:
+    from stockade import ConfigurationError
+
+    if not Path("/proc/self").exists():
+        pytest.skip("needs Linux /proc (a folder nobody can create files in, even root)")
+    a = ToolFingerprint.of("a", "does a", {"type": "object"})
+    with pytest.raises(ConfigurationError, match="cannot write the pin file `/proc/stockade-"):
+        PinStore("/proc/stockade-pins.json").record("s", {"name": "x"}, [a])

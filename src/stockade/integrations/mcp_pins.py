@@ -173,17 +173,26 @@ class PinStore:
             "identity": dict(identity),
             "tools": {t.name: t.as_dict() for t in tools},
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".pins-", dir=self.path.parent)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".pins-", dir=self.path.parent)
+        except OSError as exc:
+            raise ConfigurationError(self._cannot_write(exc)) from exc
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(data, fh, indent=2, sort_keys=True)
                 fh.write("\n")
             os.replace(tmp, self.path)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise ConfigurationError(self._cannot_write(exc)) from exc
             raise
+
+    def _cannot_write(self, exc: OSError) -> str:
+        reason = (exc.strerror or type(exc).__name__).lower()
+        return f"cannot write the pin file `{self.path}`: {reason}"
 
     def compare(
         self, key: str, identity: Mapping[str, str], tools: Sequence[ToolFingerprint]
