@@ -84,3 +84,9 @@ def test_missing_and_malformed_keys(tmp_path: Path) -> None:
         load_hmac_key(short)
     with pytest.raises(ConfigurationError, match="cannot read public key"):
         load_public_key(tmp_path / "missing.pub")
+
+
+def test_a_keys_folder_that_cannot_be_made_is_named(tmp_path: Path) -> None:
+    (tmp_path / "keys").write_text("a file where the keys folder should be")
+    with pytest.raises(ConfigurationError, match=r"cannot create the keys folder `.*keys`"):
+        create_keys(KeyPaths.in_dir(tmp_path / "keys"))
