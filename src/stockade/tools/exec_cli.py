@@ -6,8 +6,12 @@
   the layers it reports. Exit 0 when commands can run sandboxed, 1 when not.
 - ``stockade sandbox run --policy FILE [--cwd DIR] -- PROGRAM [ARGS...]``
   runs one command through the guard (decided, audited and sandboxed as an
-  agent's ``exec.run`` call) and prints how it ended; the exit status is the
-  command's (1 when it was denied or killed, 2 when it could not run).
+  agent's ``exec.run`` call) and prints how it ended. The exit status is the
+  command's own, except: :data:`EXIT_DENIED` (3) when the guard denied it
+  (the message names the program and its arguments, masked as the guard
+  masks reasons; a program that is not found is denied too), 2 when it could
+  not run (bad policy, no sandbox), 1 when stockade killed it (timeout,
+  output, disk) or a signal ended it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from typing import Any
 
 from stockade.errors import Denied, PolicyError, StockadeError
 
-__all__ = ["register"]
+__all__ = ["EXIT_DENIED", "register"]
+
+#: ``stockade sandbox run``'s status when the guard denied the command (it never ran)
+EXIT_DENIED = 3
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -75,8 +82,28 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _masked(scanner: Any, guard: Any, call: dict[str, Any], text: str) -> str:
+    """``text`` masked by the policy's result scanner, as the guard masks the
+    reasons it gives (a secret on the command line is not printed back)."""
+    from stockade.model import Output, ToolCall
+    from stockade.stages import ResultScanner
+
+    if not isinstance(scanner, ResultScanner):
+        return text
+    try:
+        probe = ToolCall("exec", "run", call, session="cli")
+        value = scanner.scan_result(probe, Output(text), guard.session("cli")).value
+    except Exception:  # fail closed: show nothing rather than the raw text
+        return "(the command is withheld: the result scanner failed on it)"
+    return value if isinstance(value, str) else "(the command is withheld)"
+
+
 def _run(args: argparse.Namespace) -> int:
+    import shlex
+
     from stockade import Guard
+    from stockade.policy import Policy
+    from stockade.policy.policy import load_part
 
     argv: list[str] = list(args.argv)
     if argv and argv[0] == "--":
@@ -85,7 +112,10 @@ def _run(args: argparse.Namespace) -> int:
         print("stockade sandbox run: give the command after `--`", file=sys.stderr)
         return 2
     try:
-        guard = Guard.from_file(args.policy)
+        policy = Policy.from_file(args.policy)
+        # the guard's own scanner, kept to mask what a denial message quotes
+        scanner = load_part("stockade.scan:scanner_from_policy")(policy)
+        guard = Guard(policy, scanner=scanner)
     except PolicyError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -95,8 +125,13 @@ def _run(args: argparse.Namespace) -> int:
         with guard:
             result = guard.call("exec", "run", call, session="cli")
     except Denied as exc:
-        print(f"denied by {exc.rule}: {exc.decision.reason}", file=sys.stderr)
-        return 1
+        command = _masked(scanner, guard, call, shlex.join(argv))
+        where = "" if args.cwd in ("", ".") else f" in `{args.cwd}`"
+        print(
+            f"stockade: denied `{command}`{where} by {exc.rule}: {exc.decision.reason}",
+            file=sys.stderr,
+        )
+        return EXIT_DENIED
     except StockadeError as exc:
         print(f"cannot run: {exc}", file=sys.stderr)
         return 2
@@ -135,8 +170,12 @@ def register(subparsers: Any) -> None:
         help="run one command through the guard and the sandbox",
         description=(
             "Run one command as an agent's exec.run call: the policy decides it, the audit "
-            "records it, the sandbox runs it. Prints its output and how it ended; exits with "
-            "its status (1 when denied, killed or ended by a signal; 2 when it could not run)."
+            "records it, the sandbox runs it. Prints its output and how it ended. Exit "
+            f"status: the command's own; {EXIT_DENIED} when the guard denied it (it did not "
+            "run; the message names the program and its arguments, masked as the guard "
+            "masks reasons); 2 when it could not run (bad policy, no sandbox); "
+            "1 when stockade killed it (timeout, output or disk limit) or a "
+            "signal ended it."
         ),
     )
     run.add_argument("--policy", required=True, metavar="FILE", help="policy YAML file")
