@@ -134,6 +134,7 @@ def test_section_settings_are_read(tmp_path: Path) -> None:
         "  limits: {read_bytes: 4KiB, list_entries: 7, session_read_bytes: null}\n"
         "  journal: {path: st, blob_budget: 2MiB}\n"
     )
+    (tmp_path / "ws").mkdir()
     cfg = Policy.from_text(text, base_dir=tmp_path).section("fs")
     assert isinstance(cfg, FSConfig)
     assert cfg.root == tmp_path / "ws"
@@ -144,11 +145,25 @@ def test_section_settings_are_read(tmp_path: Path) -> None:
     assert cfg.journal.blob_budget == 2 * 1024 * 1024
 
 
-def test_missing_root_is_a_configuration_error(tmp_path: Path) -> None:
+def test_missing_root_is_a_located_policy_error(tmp_path: Path) -> None:
+    with pytest.raises(
+        PolicyError, match=r":\d+:\d+: fs.root: the fs root `\S*nope` does not exist"
+    ):
+        Policy.from_text(everything_policy(tmp_path / "nope"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PolicyError, match="is not a folder"):
+        Policy.from_text(everything_policy(tmp_path / "file"))
+
+
+def test_root_that_cannot_be_opened_is_a_configuration_error(tmp_path: Path) -> None:
     from stockade.errors import ConfigurationError
 
+    root = tmp_path / "gone"
+    root.mkdir()
+    policy = Policy.from_text(everything_policy(root))
+    root.rmdir()  # parsed while it existed, gone when the tool opens it
     with pytest.raises(ConfigurationError, match="cannot open the fs root"):
-        make_guard(everything_policy(tmp_path / "nope"))
+        FSTool(policy.section("fs"), policy=policy)
 
 
 # -- the built-in deny list ------------------------------------------------------------------
@@ -316,10 +331,38 @@ def test_write_caps_per_call_and_session(arena: Arena) -> None:
         guard.call("fs", "write", {"path": "notes/x", "content": "x" * 10}, session="s")
         with pytest.raises(FSError, match="write budget"):
             guard.call("fs", "append", {"path": "notes/x", "content": "y" * 6}, session="s")
+        # the two refused calls changed nothing and spent no change
         guard.call("fs", "mkdir", {"path": "notes/d1"}, session="s")
+        guard.call("fs", "mkdir", {"path": "notes/d2"}, session="s")
+        guard.call("fs", "mkdir", {"path": "notes/d3"}, session="s")
         with pytest.raises(FSError, match="change count"):
-            guard.call("fs", "mkdir", {"path": "notes/d2"}, session="s")
-        assert not (arena.root / "notes" / "d2").exists()
+            guard.call("fs", "mkdir", {"path": "notes/d4"}, session="s")
+        assert not (arena.root / "notes" / "d4").exists()
+
+
+def test_failed_changes_do_not_spend_the_change_budget(arena: Arena) -> None:
+    (arena.root / "notes" / "a.txt").write_text("hello")
+    extra = "  limits: {session_changes: 2}\n"
+    with make_guard(everything_policy(arena.root, extra=extra)) as guard:
+        with pytest.raises(FSError, match=r"occurs 0 times|not found|does not occur"):
+            guard.call(
+                "fs", "edit", {"path": "notes/a.txt", "old": "nope", "new": "x"}, session="s"
+            )
+        with pytest.raises(FSError):
+            guard.call("fs", "delete", {"path": "notes/missing.txt"}, session="s")
+        guard.call("fs", "write", {"path": "notes/b.txt", "content": "b"}, session="s")
+        guard.call("fs", "write", {"path": "notes/c.txt", "content": "c"}, session="s")
+        with pytest.raises(FSError, match="change count"):
+            guard.call("fs", "write", {"path": "notes/d.txt", "content": "d"}, session="s")
+        assert not (arena.root / "notes" / "d.txt").exists()
+
+
+def test_read_and_other_single_path_actions_need_a_path(arena: Arena) -> None:
+    with make_guard(everything_policy(arena.root)) as guard:
+        for action in ("read", "stat", "delete", "mkdir"):
+            with pytest.raises(Denied, match=f"`fs.{action}` needs `path`"):
+                guard.call("fs", action, {})
+        assert guard.call("fs", "list", {}).value is not None  # `.` by default
 
 
 def test_list_glob_and_search_caps(arena: Arena) -> None:

@@ -86,6 +86,8 @@ ACTIONS: Mapping[str, Mapping[str, type]] = {
 MUTATING = frozenset({"write", "append", "edit", "mkdir", "move", "delete"})
 _REQUIRED = {"glob": ("pattern",), "search": ("pattern",), "write": ("content",)}
 _REQUIRED_MORE = {"append": ("content",), "edit": ("old", "new"), "move": ("dest",)}
+#: actions whose `path` may be left out (the root); every other action needs one
+_PATH_DEFAULTS_TO_ROOT = frozenset({"list", "glob", "search"})
 
 #: the built-in deny list: group name -> globs on the lower-cased canonical path.
 #: Only an ``unlock`` entry in the policy's fs section lifts one of these.
@@ -372,6 +374,11 @@ def parse_section(node: Node, ctx: SectionContext) -> FSConfig:
                     node=node,
                 )
             )
+    if not root.is_dir():
+        # Said here (after the section's other mistakes), with the policy's
+        # file and line, rather than when a guard first opens the root:
+        # `stockade policy check` must not call ok a section that cannot work.
+        m["root"].fail(f"the fs root `{root}` does not exist or is not a folder")
     return FSConfig(
         root=root,
         allow=allow,
@@ -552,6 +559,9 @@ class FSTool(Capability):
         for key in (*_REQUIRED.get(call.action, ()), *_REQUIRED_MORE.get(call.action, ())):
             if key not in args:
                 raise FSError(f"`fs.{call.action}` needs `{key}`")
+        if "path" not in args and call.action not in _PATH_DEFAULTS_TO_ROOT:
+            # as describe() publishes: only the folder-walking actions start at `.`
+            raise FSError(f"`fs.{call.action}` needs `path`")
         for key, value in args.items():
             kind = spec[key]
             if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -731,15 +741,23 @@ class FSTool(Capability):
         path = call.args.get("path", ".")
         if not isinstance(path, str):
             raise FSError("path must be a string")
-        if call.action in MUTATING:
+        # A changing call reserves its place in the session's change budget
+        # first (so parallel calls cannot all slip under the cap) and gives it
+        # back when it fails: a refused edit or a missing file is no change.
+        reserved = call.action in MUTATING and self.limits.session_changes is not None
+        if reserved:
             self._spend(ctx, "changes", 1, self.limits.session_changes, "change count")
         try:
             value, meta, labelled = getattr(self.engine, "op_" + call.action)(call, ctx)
-        except OSError as exc:
-            reason = (exc.strerror or type(exc).__name__).lower()
-            raise FSError(f"`fs.{call.action}` on `{path[:120]}` failed: {reason}") from exc
-        except ValueError as exc:  # a NUL byte the engine was handed directly
-            raise FSError(f"`fs.{call.action}`: invalid argument") from exc
+        except BaseException as exc:
+            if reserved:
+                ctx.session.guard.sessions.add(f"fs:changes:{ctx.session.id}", -1)
+            if isinstance(exc, OSError):
+                reason = (exc.strerror or type(exc).__name__).lower()
+                raise FSError(f"`fs.{call.action}` on `{path[:120]}` failed: {reason}") from exc
+            if isinstance(exc, ValueError):  # a NUL byte the engine was handed directly
+                raise FSError(f"`fs.{call.action}`: invalid argument") from exc
+            raise
         if len(labelled) == 1:
             labels: tuple[Label, ...] = (self.label(labelled[0]),)
         else:
@@ -778,7 +796,7 @@ class FSTool(Capability):
             required = [
                 k
                 for k in ("path", *_REQUIRED.get(action, ()), *_REQUIRED_MORE.get(action, ()))
-                if k in spec and (k != "path" or action not in ("list", "glob", "search"))
+                if k in spec and (k != "path" or action not in _PATH_DEFAULTS_TO_ROOT)
             ]
             schemas[action] = {
                 "type": "object",
