@@ -209,6 +209,13 @@ def test_cli_undo_call_and_session(arena: Arena, guard: Guard, capsys: Any) -> N
     assert "nothing to undo" in capsys.readouterr().err
 
 
+def test_cli_undo_without_a_journal_is_an_error(arena: Arena, capsys: Any) -> None:
+    path = arena.base / "nojournal.yaml"
+    path.write_text(f"version: 1\nfs: {{root: '{arena.root}'}}\n")
+    assert main(["undo", "--policy", str(path), "--session", "s"]) == 2
+    assert "no tool in this policy keeps a journal" in capsys.readouterr().err
+
+
 def test_cli_undo_conflict_exits_2_in_a_real_process(arena: Arena, guard: Guard) -> None:
     r = guard.call("fs", "write", {"path": "notes/a.txt", "content": "agent"}, session="p")
     (arena.root / "notes" / "a.txt").write_text("user")

@@ -468,7 +468,7 @@ def _undo_command(args: argparse.Namespace) -> int:
             restorers.update(cap.restorers())  # type: ignore[attr-defined]
         if not groups:
             print("no tool in this policy keeps a journal", file=sys.stderr)
-            return 1
+            return 2  # an error, not "nothing to undo"
         total = 0
         for journal, restorers in groups.values():
             done = journal.undo(
