@@ -396,3 +396,13 @@ def test_growth_found_after_the_exit_is_reported(
     assert result.disk_exceeded
     assert not result.ok
     assert result.describe() == "exit status 0 (workspace disk limit: it grew by more than 1 MiB)"
+
+
+def test_timeout_holds_when_the_command_closes_its_output(workspace: Path) -> None:
+    """With stdout and stderr closed the run waits on the process itself; the
+    deadline (and the disk watch) still end it."""
+    sandbox = Sandbox(SandboxConfig(workspace=workspace, limits=Limits(timeout=1)))
+    result = sandbox.run(["/bin/sh", "-c", "exec >&- 2>&-; sleep 30"])
+    assert result.killed == "timeout"
+    quick = sandbox.run(["/bin/sh", "-c", "exec >&- 2>&-; exit 7"])
+    assert quick.exit_code == 7 and not quick.killed

@@ -943,7 +943,10 @@ def _wait_exit(
         pidfd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):  # an old kernel, or the process is already reaped
         pidfd = -1
+    sel = selectors.DefaultSelector()
     try:
+        if pidfd >= 0:
+            sel.register(pidfd, selectors.EVENT_READ)
         while True:
             if deadline is not None and time.monotonic() >= deadline:
                 return "timeout"
@@ -954,15 +957,13 @@ def _wait_exit(
                     return ""
                 except subprocess.TimeoutExpired:
                     pass
-            else:
-                with selectors.DefaultSelector() as sel:
-                    sel.register(pidfd, selectors.EVENT_READ)
-                    if sel.select(wait):
-                        proc.wait()
-                        return ""
+            elif sel.select(wait):
+                proc.wait()
+                return ""
             if watch is not None and watch.due() and watch.check():
                 return "disk"
     finally:
+        sel.close()
         if pidfd >= 0:
             os.close(pidfd)
 
