@@ -1076,7 +1076,8 @@ class _DiskWatch:
     def __init__(self, workspace: str, limit: int) -> None:
         self.workspace = workspace
         self.limit = limit
-        self.since_ns = time.time_ns() - _DISK_SLACK_NS
+        # whole seconds: some filesystems keep file times to the second
+        self.since_ns = (time.time_ns() - _DISK_SLACK_NS) // 10**9 * 10**9
         self.next = time.monotonic() + _DISK_POLL
         self.over = False
         self._budget = limit
