@@ -108,3 +108,20 @@ def test_hmac_of_raw_values_json_cannot_hold() -> None:
     with pytest.raises(AuditIntegrityError):
         hmac.check({**raw, "blob": b"\x00\xfe"}, tag)
     assert hmac.digest({1: "a", "1": "b"}) != hmac.digest({"1": "a"})  # mixed key types
+
+
+def test_redact_secrets_masks_every_string_and_leaves_clean_values_alone() -> None:
+    from stockade.audit.record import redact_secrets
+
+    token = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+    value = {
+        "body": {f"key {token}": ["x", f"Authorization: token {token}"]},
+        "n": 3,
+        "aws": "AKIAIOSFODNN7EXAMPLE",
+    }
+    masked = redact_secrets(value)
+    text = json.dumps(masked)
+    assert token not in text and "AKIAIOSFODNN7EXAMPLE" not in text
+    assert "[REDACTED:GITHUB-TOKEN]" in text and masked["n"] == 3
+    clean = {"path": "notes/a.txt", "n": [1, 2]}
+    assert redact_secrets(clean) is clean  # nothing found: the same object back

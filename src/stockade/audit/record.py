@@ -177,6 +177,24 @@ def redact_secrets(value: Any) -> Any:
             return [walk(x) for x in v]
         return v
 
+    def strings(v: Any, out: list[str]) -> list[str]:
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, Mapping):
+            for k, x in v.items():
+                strings(k, out)
+                strings(x, out)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                strings(x, out)
+        return out
+
+    # One scan over all the strings, a line each, first: the detectors'
+    # boundaries accept a line break where a string starts or ends, so a
+    # secret in any string is found in the joined text too, and the common
+    # record with none costs one scan instead of one per string.
+    if not scan_secrets("\n".join(strings(value, []))):
+        return value
     return walk(value)
 
 
@@ -227,11 +245,16 @@ def encode_event(
     if event.extra:
         record["extra"] = event.extra
     if redact:
-        for key in ("args", "reason", "extra", "labels", "findings"):
-            if key in record:
-                record[key] = redact_secrets(record[key])
+        # one pass over everything free text can reach (most records have no secret)
+        keys = [k for k in ("args", "reason", "extra", "labels", "findings") if k in record]
+        bundle = [record[k] for k in keys]
         if "shadow" in record:
-            record["shadow"]["reason"] = redact_secrets(record["shadow"]["reason"])
+            bundle.append(record["shadow"]["reason"])
+        masked = redact_secrets(bundle)
+        if masked is not bundle:
+            if "shadow" in record:
+                record["shadow"]["reason"] = masked.pop()
+            record.update(zip(keys, masked, strict=True))
     event.raw_args = {}
     return canonical_json(record)
 
