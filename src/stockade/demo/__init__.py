@@ -194,7 +194,8 @@ def run_demo(
         elapsed = time.perf_counter() - started
         out.write(
             "\n" + demo._c("1", "summary") + f": {t.allowed} allowed, {t.denied} denied, "
-            f"{t.asked} asked, {t.failed} failed, in {elapsed:.1f}s\n"
+            f"{t.asked} asked, {t.failed} stopped with an error (by a tool's engine layer "
+            f"or a failed check), in {elapsed:.1f}s\n"
         )
         for line in t.unexpected:
             out.write(demo._c("31", f"   unexpected: {line}") + "\n")
