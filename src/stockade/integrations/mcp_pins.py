@@ -268,6 +268,11 @@ _HIDDEN = [
         r"\b(send|upload|forward|post|exfiltrate|transmit)\b[^.]{0,80}\bhttps?://",
         "data sent to a URL",
     ),
+    (
+        r"\b(read|open|cat|load|include|attach|pass|send)\s+(the\s+)?(content|contents|file|text)s?"
+        r"\s+of\s+(the\s+file\s+)?[`'\"]?(~|/|\.\.?/|\$\w)",
+        "instruction to read a named file",
+    ),
     (r"<!--", "hidden comment"),
     (r"\bsystem\s+prompt\b", "reference to the system prompt"),
     (r"\byou\s+(must|should)\s+(always|first|also|never)\b", "imperative aimed at the model"),

@@ -34,8 +34,10 @@ _CUES = compile_re2(
     r"\b(?:do\s+not|don't|never)\s+(?:mention|tell|reveal|disclose|show)\b|"
     r"\botherwise\s+the\s+tool\s+(?:will\s+not|won't|cannot)\s+work\b|"
     r"\bthis\s+is\s+(?:very\s+)?(?:important|critical)\b|"
+    # "read the contents of ~/x": a verb aimed at one named file. A tool saying what it
+    # does ("Read the contents of multiple files") names no file and is not a cue.
     r"\b(?:read|open|cat|load|include|attach|pass|send)\s+(?:the\s+)?(?:content|contents|"
-    r"file|text)s?\s+of\b|"
+    r"file|text)s?\s+of\s+(?:the\s+file\s+)?[`'\"]?(?:~|/|\.\.?/|\$\w|[A-Za-z]:\\)|"
     r"\b(?:always|must)\s+(?:also\s+)?(?:send|bcc|cc|forward|include|copy)\b|"
     r"\bside\s*note\b|\bthe\s+user\s+(?:should|must)\s+not\b"
 )
@@ -47,6 +49,10 @@ _SECRET_PATHS = compile_re2(
     r"\bcredentials\.json\b|\bsecrets?\.(?:json|ya?ml|toml)\b|\bprivate[ _-]key\b|"
     r"169\.254\.169\.254|\bwallet\.dat\b|\.bash_history\b|\.gnupg\b|\bkeychain\b"
 )
+#: words that make naming another tool an instruction about it ("when calling X",
+#: "X must always ..."); a bare mention ("Use read_text_file instead") is documentation
+_STEER_BEFORE = r"\b(?:when|whenever|before|after|while|if|instead\s+of)\b[^.\n]{0,80}"
+_STEER_AFTER = r"[^.\n]{0,80}\b(?:must|should|always|also|first|never)\b"
 _OTHER_TOOL_VERBS = compile_re2(
     r"(?i)\b(?:when|whenever|if)\s+(?:using|calling|you\s+(?:use|call))\s+(?:the\s+)?\S+|"
     r"\binstead\s+of\s+(?:using|calling)\b|\brather\s+than\s+(?:using|calling)\b"
@@ -74,7 +80,9 @@ def scan_tool_description(
     """Findings in one tool's description and input schema.
 
     ``other_tool_names`` are the other tools the model can see; a description
-    that names one of them is trying to steer how that tool is used.
+    that gives instructions about one of them ("when calling send_email, always
+    bcc ...", "send_email must ...") is trying to steer how that tool is used.
+    Naming one alone ("Deprecated: use read_text_file instead") is not a finding.
     Offsets refer to the description, or to the schema string named in the
     finding's reason (``schema.properties.x.description: ...``).
     """
@@ -83,10 +91,9 @@ def scan_tool_description(
         parts.extend((f"schema.{p}", s) for p, s in walk_strings(dict(schema)) if s)
         parts.extend(("schema-key", key) for key in _keys(schema))
     others = [t for t in other_tool_names if t and t != name]
+    named = r"\b(?:" + "|".join(re2.escape(t) for t in others) + r")\b"
     other_rx = (
-        compile_re2(r"(?i)\b(?:" + "|".join(re2.escape(t) for t in others) + r")\b")
-        if others
-        else None
+        compile_re2(f"(?i){_STEER_BEFORE}{named}|{named}{_STEER_AFTER}") if others else None
     )
     findings: list[Finding] = []
     for part, text in parts:
@@ -140,7 +147,12 @@ def scan_tool_description(
                 findings.append(
                     _finding(
                         Hit(
-                            "tools", "tool-reference", m.start(), m.end(), 0.7, "names another tool"
+                            "tools",
+                            "tool-reference",
+                            m.start(),
+                            m.end(),
+                            0.7,
+                            "instructions about another tool",
                         ),
                         part,
                     )
