@@ -263,13 +263,80 @@ def test_proxy_command(tmp_path: Path) -> None:
             assert client.get(server.url("/cli")).status_code == 200
             assert client.get("http://169.254.169.254/").status_code == 403
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=10)
         assert proc.returncode == 0
+        # no `audit:` section: said once, on stderr, at start
+        assert err.count("no audit: section: the proxy's decisions are kept in memory only") == 1
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
         server.close()
+
+
+def _run_proxy(policy: Path, *extra: str) -> tuple[str, str, int]:
+    """Start `stockade proxy`, wait for its first line, stop it; (stdout line, stderr, rc)."""
+    exe = Path(sys.executable).parent / "stockade"
+    proc = subprocess.Popen(
+        [str(exe), "proxy", "--policy", str(policy), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line:
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        return line, err, proc.returncode
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:0", "[::]:0", "192.0.2.1:3128", "proxy.example:0"])
+def test_proxy_command_refuses_a_remote_address(tmp_path: Path, listen: str) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy_text(1, 1))
+    line, err, rc = _run_proxy(policy, "--listen", listen)
+    assert rc == 2 and line == ""
+    host = listen.rpartition(":")[0].strip("[]")
+    assert f"refusing to listen on `{host}`" in err
+    assert "--allow-remote" in err
+
+
+def test_proxy_command_allow_remote_listens_and_warns(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy_text(1, 1))
+    line, err, rc = _run_proxy(policy, "--listen", "0.0.0.0:0", "--allow-remote")
+    assert line.startswith("stockade proxy listening on http://0.0.0.0:")
+    assert rc == 0
+    assert "listening on `0.0.0.0` (--allow-remote)" in err
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:0", "localhost:0"])
+def test_proxy_command_loopback_needs_no_flag(tmp_path: Path, listen: str) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy_text(1, 1))
+    line, err, rc = _run_proxy(policy, "--listen", listen)
+    assert line.startswith("stockade proxy listening on http://") and rc == 0
+    assert "allow-remote" not in err
+
+
+def test_proxy_command_with_an_audit_section_does_not_warn(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        policy_text(1, 1) + f"audit:\n  path: {tmp_path / 'audit.db'}\n  keys: {tmp_path / 'k'}\n"
+    )
+    exe = Path(sys.executable).parent / "stockade"
+    subprocess.run(
+        [str(exe), "audit", "init", "--policy", str(policy)], check=True, capture_output=True
+    )
+    line, err, rc = _run_proxy(policy, "--listen", "127.0.0.1:0")
+    assert line.startswith("stockade proxy listening on") and rc == 0
+    assert "audit" not in err
 
 
 def test_proxy_command_bad_policy(tmp_path: Path) -> None:

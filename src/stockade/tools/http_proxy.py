@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import sys
@@ -472,14 +473,43 @@ def _listen(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _proxy_command(args: argparse.Namespace) -> int:
+    host, port = args.listen
+    if not _is_loopback(host) and not args.allow_remote:
+        print(
+            f"stockade proxy: refusing to listen on `{host}`: the proxy has no authentication "
+            "and acts with the policy's permissions for whoever reaches it; listen on "
+            "loopback, or pass --allow-remote if the network is yours alone",
+            file=sys.stderr,
+        )
+        return 2
     try:
         guard = Guard.from_file(args.policy)
-        host, port = args.listen
         handle = start_proxy(guard, host, port, session=args.session)
     except StockadeError as exc:
         print(f"stockade proxy: {exc}", file=sys.stderr)
         return 2
+    if guard.policy.section("audit") is None:
+        print(
+            "stockade proxy: warning: no audit: section: the proxy's decisions are kept "
+            "in memory only and lost at exit",
+            file=sys.stderr,
+            flush=True,
+        )
+    if not _is_loopback(host):
+        print(
+            f"stockade proxy: warning: listening on `{host}` (--allow-remote): anyone who "
+            "reaches this address can use the policy's permissions",
+            file=sys.stderr,
+            flush=True,
+        )
     print(f"stockade proxy listening on {handle.url}", flush=True)
     stopped = threading.Event()
 
@@ -518,7 +548,14 @@ def register(subparsers: Any) -> None:
         type=_listen,
         default=("127.0.0.1", 3128),
         metavar="HOST:PORT",
-        help="address to listen on (default 127.0.0.1:3128; keep it on loopback)",
+        help="address to listen on (default 127.0.0.1:3128); an address beyond loopback "
+        "needs --allow-remote",
+    )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --listen address beyond loopback. The proxy has no authentication: "
+        "every machine that reaches the address acts with the policy's permissions",
     )
     p.add_argument(
         "--session",
