@@ -111,6 +111,11 @@ def _policy_check(args: argparse.Namespace) -> int:
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             continue
+        # A section may point out what is not an error now (a secret file not yet mounted).
+        for section in policy.sections.values():
+            warnings = getattr(section, "warnings", None)
+            for warning in warnings() if callable(warnings) else ():
+                print(warning, file=sys.stderr)
         sections = ", ".join(sorted(policy.sections)) or "no tool sections"
         print(f"{file}: ok ({len(policy.rules)} rules, {sections}, mode {policy.mode})")
     return 1 if failed else 0
@@ -138,7 +143,7 @@ def _policy_explain(args: argparse.Namespace) -> int:
 
 def _policy_test(args: argparse.Namespace) -> int:
     from stockade.policy import Policy
-    from stockade.policy.cases import load_cases, run_cases
+    from stockade.policy.cases import case_guard, load_cases, run_cases
 
     try:
         policy = Policy.from_file(args.file)
@@ -148,11 +153,15 @@ def _policy_test(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return 1
     failures = 0
-    for outcome in run_cases(policy, cases):
-        status = "ok  " if outcome.passed else "FAIL"
-        if not outcome.passed:
-            failures += 1
-        print(f"{status} {outcome.case.name}: {outcome.detail}")
+    guard, notes = case_guard(policy)
+    with guard:
+        for note in notes:
+            print(note)
+        for outcome in run_cases(policy, cases, guard=guard):
+            status = "ok  " if outcome.passed else "FAIL"
+            if not outcome.passed:
+                failures += 1
+            print(f"{status} {outcome.case.name}: {outcome.detail}")
     print(f"{len(cases) - failures} passed, {failures} failed")
     return 1 if failures else 0
 
@@ -230,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
         "test",
         help="check expected decisions for sample calls",
         description="Decide each sample call in CASES (YAML: a list of {name, tool, action, "
-        "args, principal, expect, rule}) and compare with the expected decision "
-        "and rule. Exit 1 when any case fails; for your own CI.",
+        "args, principal, expect, rule}) as the guard would, without running anything "
+        "(scan, the tool's own checks, rules, flow, limits), and compare with the expected "
+        "decision and rule. Exit 1 when any case fails or there are none; for your own CI.",
     )
     ptest.add_argument("file", metavar="FILE", help="policy YAML file")
     ptest.add_argument("cases", metavar="CASES", help="YAML file of sample calls")

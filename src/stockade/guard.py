@@ -121,6 +121,10 @@ class Guard:
     fs/http/sql/exec tools from their sections), else plain defaults: an
     in-memory audit sink, no scanners, no flow rules, no approver (so an
     ``ask`` raises :class:`ApprovalRequired`).
+
+    ``tools_from_policy=False`` builds none of the fs/http/sql/exec tools from
+    the sections; only ``capabilities`` are registered (``stockade policy
+    test`` builds the ones it can check without side effects itself).
     """
 
     def __init__(
@@ -133,6 +137,7 @@ class Guard:
         scanner: ArgumentScanner | ResultScanner | None = None,
         flow: FlowChecker | None = None,
         capabilities: Iterable[Capability] = (),
+        tools_from_policy: bool = True,
     ) -> None:
         self.policy = policy
         audit_cfg = policy.section("audit")
@@ -157,8 +162,9 @@ class Guard:
         self.approver: Approver | None = approver
         self.sessions: SessionStore = sessions or _session_store(policy)
         self._capabilities: dict[str, Capability] = {}
-        for cap in _from_part("stockade.tools:capabilities_from_policy", policy) or ():
-            self.register(cap)
+        if tools_from_policy:
+            for cap in _from_part("stockade.tools:capabilities_from_policy", policy) or ():
+                self.register(cap)
         for cap in capabilities:
             self.register(cap)
         self._default_session = Session(self, id="default")
@@ -271,7 +277,8 @@ class Guard:
         """Run one tool call through the pipeline and return its result.
 
         Raise :class:`Denied` when it is not allowed (including any failure of a
-        check), :class:`ApprovalRequired` when it needs an approver the guard
+        check, and ``args`` that are not a mapping: rule ``<tool>:invalid``),
+        :class:`ApprovalRequired` when it needs an approver the guard
         does not have, :class:`ToolError` when the tool itself fails.
         """
         checked = self._checked(tool, action, args, session, call_id)
@@ -376,16 +383,26 @@ class Guard:
         call_id: str | None,
     ) -> _Checked:
         s = self._session_of(session)
+        # Arguments that are not a mapping (a string, a list of pairs) are an
+        # invalid call like any other: denied as `<tool>:invalid` and audited
+        # with no arguments, never turned into a dict by guesswork.
+        bad_args = args is not None and not isinstance(args, Mapping)
         call = ToolCall(
             tool=tool,
             action=action,
-            args=dict(args or {}),
+            args={} if bad_args else dict(args or {}),
             session=s.id,
             call_id=call_id or new_call_id(),
             principal=s.principal,
         )
         checked = _Checked(call, s, self._capabilities.get(tool), call.args, _PENDING)
         checked.started = time.perf_counter()
+        if bad_args:
+            checked.decision = Decision.deny(
+                f"{tool}:invalid",
+                f"arguments must be a mapping of names to values, not `{type(args).__name__}`",
+            )
+            self._deny(checked)
         try:
             self._run_checks(checked)
         except _StageFailure as failure:

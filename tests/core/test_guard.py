@@ -126,6 +126,24 @@ def test_bad_arguments_are_denied_before_the_tool_runs() -> None:
     assert ran == []
 
 
+@pytest.mark.parametrize("args", ["notamapping", [("text", "a")], 42])
+def test_arguments_that_are_not_a_mapping_are_denied_and_audited(args: Any) -> None:
+    guard, sink, ran = make_guard()
+    with pytest.raises(Denied, match="arguments must be a mapping") as info:
+        guard.call("echo", "call", args)
+    assert info.value.rule == "echo:invalid"
+    assert f"not `{type(args).__name__}`" in str(info.value)
+    assert info.value.audit_seq == 0
+    assert [(e.kind, e.decision.rule, dict(e.args)) for e in sink.events] == [
+        ("decision", "echo:invalid", {})
+    ]
+    decision = guard.decide("echo", "call", args)
+    assert (decision.effect, decision.rule) == (Effect.DENY, "echo:invalid")
+    with pytest.raises(Denied):
+        asyncio.run(guard.acall("echo", "call", args))
+    assert ran == []
+
+
 def test_defaults_are_made_explicit_for_the_policy() -> None:
     guard = Guard.from_text(
         "version: 1\nrules: [{id: r, tool: r, effect: deny, when: {mode: {equals: unsafe}}},"

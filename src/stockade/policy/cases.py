@@ -11,23 +11,48 @@ A cases file is YAML::
         expect: allow               # allow | deny | ask
         rule: fs-read-notes         # optional: the rule that must decide
 
-The policy decides each call alone (rules only: no tools run, no limits are
-counted, no flow state), so the cases are stable across runs.
+Each case is decided the way :meth:`Guard.decide` decides a call, up to the
+point where the tool would run: the argument scan, the tool's ``prepare``
+(canonical arguments: a URL as the http tool will fetch it, a path relative to
+the fs root) and its own ``check`` (the built-in deny lists, ``http:invalid``,
+``http:metadata``), the rules, the flow rules and the limits. Nothing runs and
+nothing persists: decisions go to an in-memory audit sink (the policy's
+``audit:`` store is never opened), the fs journal is left out, every case gets
+a fresh session and fresh limit counters, so the cases are stable across runs
+and independent of each other.
+
+The sql tool needs its databases to analyse a statement, so ``sql`` cases are
+decided by the rules alone (on the arguments as written); :func:`case_guard`
+returns a note saying so, which ``stockade policy test`` prints.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stockade.errors import PolicyError, PolicyProblem
-from stockade.model import ToolCall
 from stockade.policy.node import Invalid, Node, parse_yaml
 from stockade.policy.policy import Policy
 
-__all__ = ["Case", "CaseOutcome", "load_cases", "parse_cases", "run_cases"]
+if TYPE_CHECKING:
+    from stockade.guard import Guard
+    from stockade.tools.base import Capability
+
+__all__ = ["Case", "CaseOutcome", "case_guard", "load_cases", "parse_cases", "run_cases"]
+
+#: tool sections whose tool can check a call without touching anything outside
+#: the process (fs opens its root read-only; http and exec resolve nothing yet)
+_CHECKED_TOOLS = {
+    "fs": "stockade.tools.fs",
+    "http": "stockade.tools.http",
+    "exec": "stockade.tools.exec",
+}
+#: tool sections whose tool needs a live service to check a call
+_RULES_ONLY = {"sql": "it needs its databases to analyse a statement"}
 
 
 @dataclass(frozen=True)
@@ -59,6 +84,8 @@ def parse_cases(node: Node) -> list[Case]:
     try:
         root = node.mapping(allowed=("cases",), required=("cases",))
         items = root["cases"].seq()
+        if not items:
+            root["cases"].fail("no cases: an empty list tests nothing")
     except Invalid as exc:
         raise PolicyError([exc.problem]) from None
     for i, item in enumerate(items):
@@ -99,16 +126,76 @@ def load_cases(path: str | Path) -> list[Case]:
     return parse_cases(parse_yaml(text, str(p)))
 
 
-def run_cases(policy: Policy, cases: list[Case]) -> Iterator[CaseOutcome]:
-    """Decide every case and compare."""
-    for case in cases:
-        call = ToolCall(
-            case.tool, case.action, dict(case.args), session="policy-test", principal=case.principal
-        )
-        d = policy.decide(call)
-        ok = d.effect.value == case.expect and (case.rule is None or d.rule == case.rule)
-        detail = f"{d.effect.value} by {d.rule}"
-        if not ok:
-            want = case.expect + (f" by {case.rule}" if case.rule else "")
-            detail = f"expected {want}, got {detail}"
-        yield CaseOutcome(case, ok, detail)
+def case_guard(policy: Policy) -> tuple[Guard, list[str]]:
+    """A guard that decides cases for ``policy`` without side effects, and notes to print.
+
+    Its audit sink and session store are in memory, its approver is never
+    asked (``decide`` returns an ``ask``), and it has the tools of
+    ``_CHECKED_TOOLS`` (fs without its journal); a note names each tool
+    section whose cases are decided by the rules alone.
+    """
+    from stockade.guard import Guard
+    from stockade.session import MemorySessionStore
+    from stockade.stages import MemoryAuditSink
+
+    capabilities: list[Capability] = []
+    notes: list[str] = []
+    for section, module_name in _CHECKED_TOOLS.items():
+        config = policy.section(section)
+        if config is None:
+            continue
+        module = importlib.import_module(module_name)
+        if section == "fs":
+            # the journal is for undoing what ran; nothing runs here
+            capabilities.append(module.FSTool(replace(config, journal=None), policy=policy))
+        else:
+            capabilities.extend(module.capability_from_policy(policy))
+    for section, why in _RULES_ONLY.items():
+        if policy.section(section) is not None:
+            notes.append(
+                f"note: `{section}` cases are decided by the rules alone "
+                f"(the {section} tool is not built: {why})"
+            )
+    guard = Guard(
+        policy,
+        audit=MemoryAuditSink(),
+        approver=_never_asked,
+        sessions=MemorySessionStore(),
+        capabilities=capabilities,
+        tools_from_policy=False,
+    )
+    return guard, notes
+
+
+def _never_asked(request: Any) -> bool:
+    return False  # pragma: no cover - Guard.decide never sends an ask to the approver
+
+
+def run_cases(
+    policy: Policy, cases: list[Case], *, guard: Guard | None = None
+) -> Iterator[CaseOutcome]:
+    """Decide every case as the guard would (see the module docstring) and compare.
+
+    ``guard`` is one from :func:`case_guard`; without one, a guard is built and
+    closed here.
+    """
+    from stockade.session import MemorySessionStore
+
+    own = guard is None
+    if guard is None:
+        guard, _ = case_guard(policy)
+    try:
+        for i, case in enumerate(cases):
+            # fresh counters and a fresh session: a case never sees another's limits or flow
+            guard.sessions = MemorySessionStore()
+            session = guard.session(f"policy-test-{i + 1}", principal=case.principal)
+            d = guard.decide(case.tool, case.action, dict(case.args), session=session)
+            ok = d.effect.value == case.expect and (case.rule is None or d.rule == case.rule)
+            detail = f"{d.effect.value} by {d.rule}"
+            if not ok:
+                want = case.expect + (f" by {case.rule}" if case.rule else "")
+                detail = f"expected {want}, got {detail}"
+            yield CaseOutcome(case, ok, detail)
+    finally:
+        if own:
+            guard.close()
