@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from stockade.errors import ConfigurationError
 from stockade.model import AuditEvent, Decision, Finding, Label, Output, ToolCall
 
 if TYPE_CHECKING:
@@ -177,12 +178,25 @@ class ApprovalRequest:
 
 @dataclass(frozen=True)
 class Approval:
-    """An approver's answer. ``scope`` (``call``, ``session``) says how far it reaches."""
+    """An approver's answer. ``scope`` (``call``, ``session``) says how far it reaches.
+
+    ``approved`` must be a real ``bool``; anything else (``"yes"``, ``1``)
+    raises :class:`~stockade.errors.ConfigurationError`, so an approver that
+    builds one denies its call instead of approving by truthiness.
+    """
 
     approved: bool
     approver: str
     reason: str = ""
     scope: str = "call"
+
+    def __post_init__(self) -> None:
+        # The guard allows on a true ``approved``: ``"no"`` is true, so
+        # anything but a real bool would approve by accident.
+        if not isinstance(self.approved, bool):
+            raise ConfigurationError(
+                f"an Approval's `approved` is `{type(self.approved).__name__}`; it must be a bool"
+            )
 
 
 @runtime_checkable
@@ -205,12 +219,21 @@ class CallbackApprover:
         self._name = name
 
     def approve(self, request: ApprovalRequest) -> Approval:
-        """Call the function; a bare boolean becomes an :class:`Approval`."""
+        """Call the function; a bare boolean becomes an :class:`Approval`.
+
+        Any other return value (``"yes"``, ``None``, ``1``) raises
+        :class:`~stockade.errors.ConfigurationError` naming its type; the
+        guard denies the call with that message.
+        """
         answer = self._fn(request)
         if isinstance(answer, Approval):
             return answer
         if not isinstance(answer, bool):
-            raise TypeError("an approval callback must return a bool or an Approval")
+            # truthiness would turn "no" into a yes: refuse, and the guard denies
+            raise ConfigurationError(
+                f"the approver returned `{type(answer).__name__}`; "
+                "it must return a bool or an Approval"
+            )
         return Approval(approved=answer, approver=self._name)
 
 
