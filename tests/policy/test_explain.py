@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from stockade import Policy
 from stockade.policy.explain import explain, explain_lines
 
@@ -67,3 +69,17 @@ def test_sections_can_add_lines() -> None:
     policy.sections["fake"] = Section()
     assert "[info] fake: root is /srv/agent" in explain_lines(policy)
     assert all(e.as_dict()["risk"] for e in explain(policy))
+
+
+def test_fs_unlock_is_its_own_high_risk_line(tmp_path: Path) -> None:
+    text = f"version: 1\nfs:\n  root: {tmp_path}\n  allow: {{read: ['**']}}\n"
+    without = explain(Policy.from_text(text))
+    assert not any(e.rule == "fs:unlock" for e in without)
+    lines = explain(Policy.from_text(text + "  unlock: ['.env', '.git/hooks/*']\n"))
+    (unlock,) = [e for e in lines if e.rule == "fs:unlock"]
+    assert unlock.risk == "high"
+    assert "`unlock` lifts the built-in deny list for `.env`, `.git/hooks/*`" in unlock.text
+    assert "environment file" in unlock.text and "git internals" in unlock.text
+    # the rules still speak for themselves, after the unlock line
+    texts = [e.text for e in lines]
+    assert texts.index(unlock.text) < texts.index("may read any file")

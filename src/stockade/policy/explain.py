@@ -243,8 +243,12 @@ def explain(policy: Policy) -> list[Explanation]:
             Explanation("info", f"at most {policy.budgets.bytes} bytes of results per session")
         )
     for name, section in sorted(policy.sections.items()):
-        extra = getattr(section, "explain", None)
-        if callable(extra):
+        # `explain` speaks for the section's rules; `explain_extra` adds lines
+        # beside the sentences its rules get (fs: what `unlock` lifts)
+        for hook in ("explain", "explain_extra"):
+            extra = getattr(section, hook, None)
+            if not callable(extra):
+                continue
             for item in extra():
                 if isinstance(item, Explanation):
                     out.append(item)

@@ -262,6 +262,35 @@ class FSConfig:
     limits: FSLimits = field(default_factory=FSLimits)
     journal: JournalConfig | None = None
 
+    def explain_extra(self) -> list[Any]:
+        """Lines for ``policy explain`` beside the fs rules' own sentences.
+
+        ``unlock`` is its own high-risk line: it takes files off the built-in
+        deny list (secrets, keys, weights), so a broad read rule that was
+        harmless now reaches them.
+        """
+        from stockade.policy.explain import Explanation
+
+        if not self.unlock:
+            return []
+        groups: list[str] = []
+        for glob in self.unlock:
+            low = glob.lower()
+            for table in (BUILTIN_DENY, BUILTIN_WRITE_DENY):
+                for group, globs in table.items():
+                    if group not in groups and compile_glob(list(globs))(low):
+                        groups.append(group)
+        shown = ", ".join(f"`{g}`" for g in self.unlock)
+        named = f" ({', '.join(groups)})" if groups else ""
+        return [
+            Explanation(
+                "high",
+                f"fs: `unlock` lifts the built-in deny list for {shown}{named}: "
+                "the fs rules reach these files like any other",
+                "fs:unlock",
+            )
+        ]
+
 
 _SECTION_KEYS = (
     "root",
