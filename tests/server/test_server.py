@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -147,3 +148,95 @@ def test_serve_refuses_public_listen_without_token(
 
     monkeypatch.delenv("STOCKADE_SERVER_TOKEN", raising=False)
     assert main(["serve", "--policy", "x.yaml", "--listen", "0.0.0.0:8470"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "key"),
+    [
+        (
+            "/v1/decide",
+            {"tool": "fs", "action": "read", "session": "s", "principl": "x"},
+            "principl",
+        ),
+        ("/v1/decide", {"tool": "fs", "action": "read", "session": "s", "argz": {}}, "argz"),
+        ("/v1/observe", {"session": "s", "tool": "web", "action": "get", "extra": 1}, "extra"),
+        ("/v1/user-said", {"session": "s", "text": "hi", "trusted": True}, "trusted"),
+    ],
+)
+def test_unknown_keys_are_refused(
+    server: tuple[str, MemoryAuditSink], endpoint: str, body: dict[str, object], key: str
+) -> None:
+    url, sink = server
+    r = httpx.post(f"{url}{endpoint}", headers=AUTH, json=body)
+    assert r.status_code == 400
+    assert f"unknown key `{key}`" in r.json()["error"]
+    assert sink.events == []  # refused before anything was decided
+
+
+@pytest.mark.parametrize("query", ["limit=-1", "limit=0", "limit=abc", "limit=1.5", "limt=3"])
+def test_bad_decision_limits_are_refused(server: tuple[str, MemoryAuditSink], query: str) -> None:
+    url, _ = server
+    r = httpx.get(f"{url}/v1/decisions?{query}", headers=AUTH)
+    assert r.status_code == 400
+    assert "limit" in r.json()["error"]
+
+
+def test_decision_limits_that_are_fine(server: tuple[str, MemoryAuditSink]) -> None:
+    url, _ = server
+    with httpx.Client(base_url=url, headers=AUTH) as c:
+        for i in range(3):
+            c.post("/v1/decide", json={"tool": "fs", "action": "read", "session": f"s{i}"})
+        assert len(c.get("/v1/decisions?limit=2").json()) == 2
+        assert len(c.get("/v1/decisions?limit=100000").json()) == 3
+        assert len(c.get("/v1/decisions").json()) == 3
+
+
+NO_AUDIT = "version: 1\nrules: [{id: t, tool: t, effect: allow}]\n"
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:99999", "127.0.0.1:0", "127.0.0.1:x", "nocolon"])
+def test_serve_refuses_a_bad_listen_address(
+    listen: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stockade.cli import main
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text(NO_AUDIT, encoding="utf-8")
+    assert main(["serve", "--policy", str(policy), "--listen", listen]) == 2
+    err = capsys.readouterr().err
+    assert f"bad --listen `{listen}`" in err and "port 1-65535" in err
+
+
+def test_serve_says_when_the_port_is_taken_and_warns_without_audit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stockade.cli import main
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text(NO_AUDIT, encoding="utf-8")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--policy", str(policy), "--listen", f"127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err
+    assert f"stockade: cannot listen on `127.0.0.1:{port}`: address already in use" in err
+    assert "warning: the policy has no `audit:` section" in err
+    assert "Traceback" not in err
+
+
+def test_serve_does_not_warn_with_an_audit_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stockade.cli import main
+
+    policy = tmp_path / "p.yaml"
+    policy.write_text(NO_AUDIT + f"audit: {{path: {tmp_path / 'audit.db'}}}\n", encoding="utf-8")
+    assert main(["audit", "init", "--policy", str(policy)]) == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--policy", str(policy), "--listen", f"127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot listen" in err and "warning" not in err

@@ -14,6 +14,10 @@ Endpoints (JSON in, JSON out):
   agent read (labels as ``{source, integrity, confidentiality}``)
 - ``POST /v1/user-said`` ``{session, text}``: the user's own, trusted words
 - ``GET /v1/decisions?limit=N``: the most recent decisions of this server
+  (``N`` at least 1, default 50)
+
+A body with a key its endpoint does not take, or a bad ``limit``, is a 400
+naming it.
 - ``GET /healthz``; ``GET /``: a small web console of recent decisions
 
 With a token configured, every ``/v1`` request needs ``Authorization: Bearer
@@ -103,6 +107,24 @@ async def _json(request: Request) -> dict[str, Any]:
     return body
 
 
+def _known(body: dict[str, Any], keys: tuple[str, ...]) -> None:
+    """Refuse keys the endpoint does not take: a misspelt `principal` must not pass unseen."""
+    unknown = sorted(k for k in body if k not in keys)
+    if unknown:
+        raise _BadRequest(
+            f"unknown key `{unknown[0]}`; expected one of: {', '.join(f'`{k}`' for k in keys)}"
+        )
+
+
+def _limit(raw: str | None, keep: int) -> int:
+    """``?limit=N``: an integer of at least 1 (more than the server keeps gives all it keeps)."""
+    if raw is None:
+        return min(50, keep)
+    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+        raise _BadRequest("`limit` must be a whole number of at least 1")
+    return min(keep, int(raw))
+
+
 def _labels(raw: Any) -> tuple[Label, ...]:
     if raw is None:
         return ()
@@ -148,6 +170,7 @@ def create_app(guard: Guard, *, token: str | None = None, keep: int = 500) -> St
             return JSONResponse({"error": str(exc)}, status_code=500)
 
     def decide(body: dict[str, Any]) -> dict[str, Any]:
+        _known(body, ("tool", "action", "args", "session", "principal", "call_id"))
         tool = _string(body, "tool")
         action = _string(body, "action")
         session = state.session(
@@ -178,6 +201,7 @@ def create_app(guard: Guard, *, token: str | None = None, keep: int = 500) -> St
         return out
 
     def observe(body: dict[str, Any]) -> dict[str, Any]:
+        _known(body, ("session", "principal", "tool", "action", "value", "labels"))
         session = state.session(
             _string(body, "session"), _string(body, "principal", required=False)
         )
@@ -192,6 +216,7 @@ def create_app(guard: Guard, *, token: str | None = None, keep: int = 500) -> St
         return {"ok": True}
 
     def user_said(body: dict[str, Any]) -> dict[str, Any]:
+        _known(body, ("session", "principal", "text"))
         session = state.session(
             _string(body, "session"), _string(body, "principal", required=False)
         )
@@ -213,10 +238,16 @@ def create_app(guard: Guard, *, token: str | None = None, keep: int = 500) -> St
     async def decisions_ep(request: Request) -> Response:
         if not authorised(request):
             return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401)
+        unknown = sorted(k for k in request.query_params if k != "limit")
+        if unknown:
+            return JSONResponse(
+                {"error": f"unknown query parameter `{unknown[0]}`; expected `limit`"},
+                status_code=400,
+            )
         try:
-            limit = max(1, min(keep, int(request.query_params.get("limit", "50"))))
-        except ValueError:
-            return JSONResponse({"error": "`limit` must be an integer"}, status_code=400)
+            limit = _limit(request.query_params.get("limit"), keep)
+        except _BadRequest as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse(list(state.recent)[:limit])
 
     async def health(request: Request) -> Response:
