@@ -78,6 +78,9 @@ __all__ = [
 ]
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: the arguments each action takes (what the model may pass)
+_REQUEST_ARGS = frozenset({"url", "method", "headers", "body", "json", "params"})
+_CONNECT_ARGS = frozenset({"host", "port"})
 
 # -- the tool -----------------------------------------------------------------------------
 
@@ -136,7 +139,9 @@ class HTTPTool(Capability):
     def transport(self) -> SafeTransport:
         """The SSRF-safe transport (built on first use, pooled)."""
         if self._transport is None:
-            self._transport = SafeTransport(self.addresses, self._resolver)
+            self._transport = SafeTransport(
+                self.addresses, self._resolver, ssl_context=self.config.ssl_context()
+            )
         return self._transport
 
     def close(self) -> None:
@@ -148,7 +153,16 @@ class HTTPTool(Capability):
     # -- the guard's hooks ------------------------------------------------------------------
 
     def prepare(self, call: ToolCall) -> ToolCall:
-        """Canonicalise the request (see :func:`canonical_request`)."""
+        """Canonicalise the request (see :func:`canonical_request`).
+
+        An argument the tool does not take (``timeout``, a typo) is refused,
+        as function tools refuse it, rather than silently dropped.
+        """
+        known = _CONNECT_ARGS if call.action == "connect" else _REQUEST_ARGS
+        unknown = [k for k in call.args if k not in known]
+        if unknown:
+            names = ", ".join(f"`{k}`" for k in sorted(map(str, unknown)))
+            raise HTTPError(f"tool `{self.name}` has no argument {names}")
         if call.action == "connect":
             return call.with_args(canonical_connect(call.args))
         return call.with_args(canonical_request(call.args, self.config.max_request_bytes))

@@ -12,6 +12,7 @@ import base64
 import logging
 import os
 import re
+import ssl
 import threading
 import urllib.parse
 from collections.abc import Mapping
@@ -21,11 +22,11 @@ from typing import Any
 
 import httpx
 
-from stockade.errors import HTTPError
+from stockade.errors import HTTPError, PolicyError, PolicyProblem
 from stockade.model import Effect
 from stockade.policy import SectionContext
 from stockade.policy.matchers import PatternError, compile_glob, compile_host, normalize_host
-from stockade.policy.node import Node
+from stockade.policy.node import Invalid, Node
 from stockade.policy.rules import RuleSpec, parse_constraint
 from stockade.tools.http_transport import AddressAllowance, AddressPolicy, is_numeric_host
 from stockade.tools.http_url import (
@@ -76,6 +77,7 @@ _SECTION_KEYS = (
     "max_response_bytes",
     "content_types",
     "user_agent",
+    "ca_file",
 )
 _SECRET_KEYS = ("name", "host", "env", "file", "attach", "header", "param", "username", "schemes")
 
@@ -115,6 +117,16 @@ class SecretSpec:
     param: str = ""
     username: str = ""
     schemes: tuple[str, ...] = ("https",)
+    #: where the secret's `file:` is written in the policy (for ``policy check``'s warning)
+    origin: PolicyProblem | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def source(self) -> str:
+        """Where the value comes from, for messages: ``environment variable `X```
+        or ``file `/path```. Never the value."""
+        if self.file is not None:
+            return f"file `{self.file}`"
+        return f"environment variable `{self.env}`"
 
     @property
     def placeholder(self) -> str:
@@ -127,12 +139,23 @@ class SecretSpec:
         if self.file is not None:
             try:
                 value = self.file.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeError) as exc:
-                raise HTTPError(f"secret `{self.name}` cannot be read from its file") from exc
+            except OSError as exc:
+                reason = (exc.strerror or type(exc).__name__).lower()
+                raise HTTPError(
+                    f"secret `{self.name}` cannot be read from {self.source}: {reason}"
+                ) from exc
+            except UnicodeError as exc:
+                raise HTTPError(
+                    f"secret `{self.name}` cannot be read from {self.source}: not UTF-8 text"
+                ) from exc
+            if not value:
+                raise HTTPError(f"secret `{self.name}` is not available: {self.source} is empty")
         else:
             value = os.environ.get(self.env, "").strip()
-        if not value:
-            raise HTTPError(f"secret `{self.name}` is not available")
+            if not value:
+                raise HTTPError(
+                    f"secret `{self.name}` is not available: {self.source} is not set or empty"
+                )
         if any(c in value for c in "\r\n\0"):
             raise HTTPError(f"secret `{self.name}` contains a line break")
         return value
@@ -152,6 +175,36 @@ class HTTPConfig:
     max_response_bytes: int = 5 << 20
     content_types: tuple[str, ...] = DEFAULT_CONTENT_TYPES
     user_agent: str = "stockade"
+    #: extra CA certificates (PEM) trusted for https besides the default ones
+    ca_file: Path | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for https: ``None`` (httpcore's default) without ``ca_file``."""
+        if self.ca_file is None:
+            return None
+        context = httpx.create_ssl_context()
+        context.load_verify_locations(cafile=str(self.ca_file))
+        return context
+
+    def warnings(self) -> list[PolicyProblem]:
+        """What ``policy check`` should point out without failing: secret files that
+        do not exist now (they may be mounted at run time)."""
+        out: list[PolicyProblem] = []
+        for sec in self.secrets:
+            if sec.file is None or sec.origin is None or sec.file.is_file():
+                continue
+            o = sec.origin
+            out.append(
+                PolicyProblem(
+                    o.file,
+                    o.line,
+                    o.column,
+                    o.key,
+                    f"warning: secret `{sec.name}` reads `{sec.file}`, which is not a file "
+                    "now; requests that need it fail until it exists",
+                )
+            )
+        return out
 
     def explain(self) -> list[Any]:
         """Lines for ``policy explain``: what each entry reaches, in URL form, worst first."""
@@ -215,12 +268,28 @@ class HTTPConfig:
 
 
 def parse_section(node: Node, ctx: SectionContext) -> HTTPConfig:
-    """Read the ``http:`` section; add one rule per ``allow`` entry (``http:<id>``)."""
+    """Read the ``http:`` section; add one rule per ``allow`` entry (``http:<id>``).
+
+    Every problem of the section is collected (one per entry, secret, host or
+    setting) and raised together as a :class:`PolicyError`.
+    """
     m = node.mapping(allowed=_SECTION_KEYS)
+    problems: list[PolicyProblem] = []
+
+    def attempt(fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Invalid as exc:
+            problems.append(exc.problem)
+            return None
+
     entries: list[HTTPEntry] = []
     if "allow" in m:
-        for i, enode in enumerate(m["allow"].seq()):
-            entry, spec = _parse_entry(enode, i, ctx)
+        for i, enode in enumerate(attempt(m["allow"].seq) or []):
+            parsed = attempt(_parse_entry, enode, i, ctx)
+            if parsed is None:
+                continue
+            entry, spec = parsed
             entries.append(entry)
             ctx.add_rule(spec)
             if entry.tunnel:
@@ -238,50 +307,88 @@ def parse_section(node: Node, ctx: SectionContext) -> HTTPConfig:
                         node=enode,
                     )
                 )
-    secrets = tuple(_parse_secret(s, ctx) for s in m["secrets"].seq()) if "secrets" in m else ()
-    names = [s.name for s in secrets]
-    for s, snode in zip(secrets, m["secrets"].seq() if "secrets" in m else [], strict=True):
-        if names.count(s.name) > 1:
-            snode.fail(f"duplicate secret name `{s.name}`")
+    secrets: list[SecretSpec] = []
+    if "secrets" in m:
+        seen: set[str] = set()
+        for snode in attempt(m["secrets"].seq) or []:
+            sec = attempt(_parse_secret, snode, ctx)
+            if sec is None:
+                continue
+            if sec.name in seen:
+                problems.append(snode.problem(f"duplicate secret name `{sec.name}`"))
+            seen.add(sec.name)
+            secrets.append(sec)
     hosts: dict[str, tuple[str, ...]] = {}
     if "hosts" in m:
-        for name, hnode in m["hosts"].mapping().items():
-            try:
-                key = normalize_host(name)
-            except ValueError:
-                m["hosts"].fail(f"`{name}` is not a host name", key=name)
-            addrs = hnode.strings()
-            for a in addrs:
-                if ip_or_none(a) is None:
-                    hnode.fail(f"`{a}` is not an IP address")
-            hosts[key] = tuple(addrs)
+        for name, hnode in (attempt(m["hosts"].mapping) or {}).items():
+            got = attempt(_parse_host, m["hosts"], name, hnode)
+            if got is not None:
+                hosts[got[0]] = got[1]
     kwargs: dict[str, Any] = {}
     for key in ("timeout", "connect_timeout"):
         if key in m:
-            value = m[key].duration()
-            if value <= 0:
-                m[key].fail("expected a duration longer than 0")
-            kwargs[key] = value
+            kwargs[key] = attempt(_positive_duration, m[key])
     if "max_redirects" in m:
-        kwargs["max_redirects"] = m["max_redirects"].integer(minimum=0, maximum=20)
+        kwargs["max_redirects"] = attempt(lambda: m["max_redirects"].integer(minimum=0, maximum=20))
     for key in ("max_request_bytes", "max_response_bytes"):
         if key in m:
-            kwargs[key] = m[key].size()
+            kwargs[key] = attempt(m[key].size)
     if "content_types" in m:
-        types = tuple(t.lower() for t in m["content_types"].strings())
-        try:
-            compile_glob(list(types))
-        except PatternError as exc:
-            m["content_types"].fail(f"bad content type pattern: {exc}")
-        kwargs["content_types"] = types
+        kwargs["content_types"] = attempt(_content_types, m["content_types"])
     if "user_agent" in m:
-        kwargs["user_agent"] = m["user_agent"].string()
-    config = HTTPConfig(entries=tuple(entries), secrets=secrets, hosts=hosts, **kwargs)
+        kwargs["user_agent"] = attempt(m["user_agent"].string)
+    if "ca_file" in m:
+        kwargs["ca_file"] = attempt(_ca_file, m["ca_file"], ctx)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    config = HTTPConfig(entries=tuple(entries), secrets=tuple(secrets), hosts=hosts, **kwargs)
     try:
         config.address_policy()
     except ValueError as exc:
-        node.fail(str(exc))
+        problems.append(node.problem(str(exc)))
+    if problems:
+        raise PolicyError(problems)
     return config
+
+
+def _parse_host(parent: Node, name: str, node: Node) -> tuple[str, tuple[str, ...]]:
+    try:
+        key = normalize_host(name)
+    except ValueError:
+        parent.fail(f"`{name}` is not a host name", key=name)
+    addrs = node.strings()
+    for a in addrs:
+        if ip_or_none(a) is None:
+            node.fail(f"`{a}` is not an IP address")
+    return key, tuple(addrs)
+
+
+def _positive_duration(node: Node) -> float:
+    value = node.duration()
+    if value <= 0:
+        node.fail("expected a duration longer than 0")
+    return value
+
+
+def _content_types(node: Node) -> tuple[str, ...]:
+    types = tuple(t.lower() for t in node.strings())
+    try:
+        compile_glob(list(types))
+    except PatternError as exc:
+        node.fail(f"bad content type pattern: {exc}")
+    return types
+
+
+def _ca_file(node: Node, ctx: SectionContext) -> Path:
+    path = Path(node.string())
+    if not path.is_absolute():
+        path = ctx.base_dir / path
+    if not path.is_file():
+        node.fail(f"CA file `{path}` does not exist")
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        node.fail(f"CA file `{path}` holds no usable PEM certificate ({type(exc).__name__})")
+    return path
 
 
 def _parse_entry(node: Node, index: int, ctx: SectionContext) -> tuple[HTTPEntry, RuleSpec]:
@@ -419,10 +526,12 @@ def _parse_secret(node: Node, ctx: SectionContext) -> SecretSpec:
     if header and (not _TOKEN.match(header) or header.lower() in FORBIDDEN_HEADERS):
         m["header"].fail(f"`{header}` cannot carry a secret")
     file = None
+    origin = None
     if "file" in m:
         file = Path(m["file"].string())
         if not file.is_absolute():
             file = ctx.base_dir / file
+        origin = m["file"].problem("")
     return SecretSpec(
         name=name,
         hosts=hosts,
@@ -433,6 +542,7 @@ def _parse_secret(node: Node, ctx: SectionContext) -> SecretSpec:
         param=m["param"].string() if "param" in m else "",
         username=m["username"].string() if "username" in m else "",
         schemes=_schemes(m["schemes"]) if "schemes" in m else ("https",),
+        origin=origin,
     )
 
 

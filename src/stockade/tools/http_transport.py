@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import socket
+import ssl
 import threading
 import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -356,11 +357,12 @@ class CheckedBackend(httpcore.NetworkBackend):
 
 
 class _Stream(httpx.SyncByteStream):
-    def __init__(self, stream: Iterable[bytes]) -> None:
+    def __init__(self, stream: Iterable[bytes], host: str = "") -> None:
         self._stream = stream
+        self._host = host
 
     def __iter__(self) -> Iterator[bytes]:
-        with _mapped():
+        with _mapped(self._host):
             yield from self._stream
 
     def close(self) -> None:
@@ -371,7 +373,14 @@ class _Stream(httpx.SyncByteStream):
 
 
 class _mapped:
-    """Map httpcore's exceptions to :class:`HTTPError` (ours pass through)."""
+    """Map httpcore's exceptions to :class:`HTTPError` (ours pass through).
+
+    A TLS failure names the host and the reason OpenSSL gives (``self-signed
+    certificate``, ``Hostname mismatch...``), not a bare "cannot connect".
+    """
+
+    def __init__(self, host: str = "") -> None:
+        self.host = host
 
     def __enter__(self) -> None:
         return None
@@ -381,6 +390,9 @@ class _mapped:
     ) -> None:
         if exc is None or isinstance(exc, HTTPError):
             return
+        tls = _tls_error(exc)
+        if tls is not None:
+            raise HTTPError(_tls_message(tls, self.host)) from exc
         if isinstance(exc, httpcore.TimeoutException):
             raise HTTPError(f"the request timed out ({_timeout_kind(exc)})") from exc
         if isinstance(exc, httpcore.ConnectError):
@@ -389,6 +401,27 @@ class _mapped:
             raise HTTPError(f"the connection failed ({type(exc).__name__})") from exc
         if isinstance(exc, (httpcore.UnsupportedProtocol, httpcore.LocalProtocolError)):
             raise HTTPError(f"the request could not be sent ({type(exc).__name__})") from exc
+
+
+def _tls_error(exc: BaseException) -> ssl.SSLError | None:
+    """The :class:`ssl.SSLError` behind ``exc`` (httpcore wraps it in ConnectError)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, ssl.SSLError):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _tls_message(exc: ssl.SSLError, host: str) -> str:
+    who = f" for `{host}`" if host else ""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or exc.reason or "unknown reason"
+        return f"TLS certificate verify failed{who}: {reason}"
+    reason = (exc.reason or type(exc).__name__).lower().replace("_", " ")
+    return f"TLS handshake failed{who}: {reason}"
 
 
 def _timeout_kind(exc: BaseException) -> str:
@@ -445,13 +478,14 @@ class SafeTransport(httpx.BaseTransport):
             content=request.stream,
             extensions=request.extensions,
         )
-        with _mapped():
+        host = request.url.host
+        with _mapped(host):
             resp = self._pool.handle_request(req)
         assert isinstance(resp.stream, typing.Iterable)
         return httpx.Response(
             status_code=resp.status,
             headers=resp.headers,
-            stream=_Stream(resp.stream),
+            stream=_Stream(resp.stream, host),
             extensions=resp.extensions,
         )
 
