@@ -116,11 +116,6 @@ def _policy_check(args: argparse.Namespace) -> int:
             warnings = getattr(section, "warnings", None)
             for warning in warnings() if callable(warnings) else ():
                 print(warning, file=sys.stderr)
-        # A section may point out what is not an error now (a secret file not yet mounted).
-        for section in policy.sections.values():
-            warnings = getattr(section, "warnings", None)
-            for warning in warnings() if callable(warnings) else ():
-                print(warning, file=sys.stderr)
         sections = ", ".join(sorted(policy.sections)) or "no tool sections"
         print(f"{file}: ok ({len(policy.rules)} rules, {sections}, mode {policy.mode})")
     return 1 if failed else 0
