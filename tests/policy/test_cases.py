@@ -129,3 +129,29 @@ def test_an_empty_case_list_is_an_error(tmp_path: Path, capsys: pytest.CaptureFi
     captured = capsys.readouterr()
     assert "no cases: an empty list tests nothing" in captured.err
     assert "passed" not in captured.out
+
+
+def test_exec_cases_see_the_resolved_program_and_the_shell_rule(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    policy = Policy.from_text(
+        "version: 1\n"
+        "exec: {workspace: ./work, sandbox: none}\n"
+        "rules:\n"
+        "  - {id: ls, tool: exec, action: run, effect: allow,"
+        " when: {program: {one_of: [/usr/bin/ls, /bin/ls]}}}\n"
+        "  - {id: sh, tool: exec, action: shell, effect: allow}\n",
+        source=str(tmp_path / "policy.yaml"),
+    )
+    cases = parse_cases(
+        parse_yaml(
+            "cases:\n"
+            "  - {tool: exec, action: run, args: {argv: [ls, -l]}, expect: allow, rule: ls}\n"
+            "  - {tool: exec, action: shell, args: {script: ls}, expect: deny,"
+            " rule: 'exec:no-shell'}\n"
+            "  - {tool: exec, action: run, args: {argv: ls -l}, expect: deny,"
+            " rule: 'exec:invalid'}\n",
+            "cases.yaml",
+        )
+    )
+    outcomes = list(run_cases(policy, cases))
+    assert all(o.passed for o in outcomes), [o.detail for o in outcomes]
