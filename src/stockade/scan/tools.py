@@ -92,9 +92,7 @@ def scan_tool_description(
         parts.extend(("schema-key", key) for key in _keys(schema))
     others = [t for t in other_tool_names if t and t != name]
     named = r"\b(?:" + "|".join(re2.escape(t) for t in others) + r")\b"
-    other_rx = (
-        compile_re2(f"(?i){_STEER_BEFORE}{named}|{named}{_STEER_AFTER}") if others else None
-    )
+    other_rx = compile_re2(f"(?i){_STEER_BEFORE}{named}|{named}{_STEER_AFTER}") if others else None
     findings: list[Finding] = []
     for part, text in parts:
         for h in scan_hygiene(text):
