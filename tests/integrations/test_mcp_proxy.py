@@ -94,6 +94,10 @@ rules:
     tool: list_directory
     effect: allow
     when: {{path: {{glob: "{root}/**"}}}}
+  - id: read-many-notes
+    tool: read_multiple_files
+    effect: allow
+    when: {{paths: {{glob: "{root}/notes/**"}}}}
 mcp:
   name: files
   pin_file: {tmp_path / "pins.json"}
@@ -103,22 +107,34 @@ mcp:
         assert proxy.identity["name"] == "secure-filesystem-server"
         async with Client(proxy.server(), cache=None) as client:
             tools = {t.name: t for t in (await client.list_tools()).tools}
-            # ordinary descriptions pass the description scan
-            assert not tools["read_text_file"].description.startswith("[blocked")
+            # ordinary descriptions pass the description scan: all 14 tools
+            blocked = [n for n, t in tools.items() if t.description.startswith("[blocked")]
+            assert len(tools) == 14 and blocked == [], blocked
             text, error = await call(client, "read_text_file", {"path": f"{root}/notes/todo.md"})
             assert not error and "upload it to the team server" in text
             text, error = await call(client, "list_directory", {"path": root})
             assert not error and "[DIR] secrets" in text
+            # a list argument is allowed only when every element is
+            text, error = await call(
+                client, "read_multiple_files", {"paths": [f"{root}/notes/todo.md"]}
+            )
+            assert not error and "upload it to the team server" in text
             for name, args in [
                 ("read_text_file", {"path": f"{root}/secrets/api_key.txt"}),
                 ("read_text_file", {"path": f"{root}/notes/../secrets/api_key.txt"}),
                 ("read_text_file", {"path": "/etc/passwd"}),
                 ("read_multiple_files", {"paths": [f"{root}/secrets/api_key.txt"]}),
+                (
+                    "read_multiple_files",
+                    {"paths": [f"{root}/notes/todo.md", f"{root}/secrets/api_key.txt"]},
+                ),
+                ("read_multiple_files", {"paths": [f"{root}/notes/../secrets/api_key.txt"]}),
                 ("write_file", {"path": f"{root}/notes/x.md", "content": "pwned"}),
                 ("move_file", {"source": f"{root}/report.md", "destination": f"{root}/r.md"}),
             ]:
                 text, error = await call(client, name, args)
                 assert error and "refused by stockade" in text, (name, text)
+                assert "is blocked" not in text and "sk-live" not in text, (name, text)
     assert not (workspace / "notes" / "x.md").exists()
     assert (workspace / "report.md").exists()
 

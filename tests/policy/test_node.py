@@ -66,6 +66,11 @@ def test_wrong_values(text: str, call: str, message: str) -> None:
     assert info.value.problem.line == 1 and info.value.problem.key == "v"
 
 
+def test_strings_may_allow_an_empty_list() -> None:
+    assert node("v: []").strings(allow_empty=True) == []
+    assert node("v: a").strings(allow_empty=True) == ["a"]
+
+
 def test_bounds() -> None:
     with pytest.raises(Invalid, match="expected a value <= 5"):
         node("v: 9").integer(maximum=5)

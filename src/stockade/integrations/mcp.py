@@ -8,7 +8,8 @@ tools to the client over stdio or streamable HTTP:
 - every upstream tool becomes a :class:`~stockade.tools.base.Capability`
   named after it (``mcp.tool_prefix`` + name, action ``call``), so the
   policy decides each ``tools/call`` like any other call; results are
-  scanned, labelled ``untrusted`` and audited by the guard;
+  labelled ``untrusted`` and audited by the guard, and scanned when the
+  policy has a ``scan:`` section;
 - **pinning**: the first listing of a server records a digest of each tool's
   name, description, input schema, title, annotations and output schema, and
   the server's name and version, in the pin file. A later change (a new
@@ -17,7 +18,8 @@ tools to the client over stdio or streamable HTTP:
   ``stockade mcp pin``; the message names what changed;
 - tool descriptions and titles are scanned for hidden instructions,
   invisible characters and references to other tools before the client sees
-  them; a tool whose description or title has findings is blocked. A blocked tool is listed
+  them; a tool whose description or title has findings is blocked (but for the
+  finding kinds ``mcp.accept`` names for that tool). A blocked tool is listed
   with a description that says why (never its own text) and every call to
   it is refused.
 
@@ -54,6 +56,7 @@ from stockade.integrations.mcp_pins import (
     builtin_description_scan,
     scan_tool_description,
 )
+from stockade.integrations.mcp_start import StderrTail, start_failure
 from stockade.integrations.openai import failure_text, refusal_text
 from stockade.integrations.schema import (
     SchemaCheck,
@@ -94,6 +97,7 @@ __all__ = [
     "pin_server",
     "printable",
     "scan_tool_description",
+    "split_accepted",
 ]
 
 log = logging.getLogger("stockade.mcp")
@@ -227,6 +231,7 @@ class MCPProxy:
         self.identity: dict[str, str] = {}
         self._caps: dict[str, MCPToolCapability] = {}
         self._listed: list[mcp_types.Tool] = []
+        self._accept_checked = False
         self._client: Client | None = None
         self._stack: AsyncExitStack | None = None
 
@@ -238,29 +243,47 @@ class MCPProxy:
 
     async def start(self, *, list_tools: bool = True) -> None:
         """Start the server and connect; list (and pin on first use) its tools."""
+        import anyio
         from mcp import Client, StdioServerParameters
 
         server: Any
+        tail: StderrTail | None = None
         if self._sandbox is not None:
             from stockade.integrations.mcp_sandbox import sandboxed_stdio
 
             server = sandboxed_stdio(self._sandbox, self.argv)
         else:
-            server = StdioServerParameters(
+            from mcp.client.stdio import stdio_client
+
+            params = StdioServerParameters(
                 command=self.argv[0],
                 args=self.argv[1:],
                 env=_scrubbed_env(self.config),
                 cwd=self.cwd,
             )
+            tail = StderrTail()
+            server = stdio_client(params, errlog=tail.file)
         stack = AsyncExitStack()
         try:
             client = await stack.enter_async_context(Client(server, cache=None))
         except Exception as exc:
             await stack.aclose()
+            lines: list[str] = []
+            if tail is not None:
+                tail.spawned()
+                lines = await anyio.to_thread.run_sync(tail.lines, 2.0)
             raise IntegrationError(
-                f"could not start the MCP server `{self.argv[0]}`: {type(exc).__name__}"
+                f"could not start the MCP server `{self.argv[0]}`: {start_failure(exc, lines)}"
             ) from exc
+        finally:
+            if tail is not None:
+                tail.spawned()
         self._stack, self._client = stack, client
+        if self.guard.policy.section("scan") is None:
+            self._say(
+                "the policy has no `scan:` section: tool results reach the client unscanned "
+                "(add `scan: {}` for the default scanners)"
+            )
         info = client.server_info
         self.identity = {
             "name": info.name if info else "",
@@ -307,6 +330,10 @@ class MCPProxy:
             self._audit("mcp", "pin", Decision(Effect.ALLOW, "mcp:first-use", text))
             self._say(text)
         names = [t.name for t in upstream]
+        if not self._accept_checked:
+            self._accept_checked = True
+            for name in sorted(set(self.config.accept) - set(names)):
+                self._say(f"mcp.accept names `{name}`, which the server does not offer")
         listed: list[types.Tool] = []
         seen: set[str] = set()
         for tool in upstream:
@@ -382,8 +409,13 @@ class MCPProxy:
             return Decision.deny(
                 "mcp:description", f"tool `{name}` is blocked: its description could not be scanned"
             )
+        found, waived = split_accepted(found, self.config.accept.get(tool.name, frozenset()))
         if found:
             return Decision.deny("mcp:description", f"tool `{name}` is blocked: {_findings(found)}")
+        if waived:
+            text = f"tool `{name}` passes with accepted findings: {_findings(waived)} (mcp.accept)"
+            self._audit(name, "list", Decision(Effect.ALLOW, "mcp:accept", text))
+            self._say(text)
         return None
 
     def _audit(self, tool: str, action: str, decision: Decision) -> None:
@@ -622,6 +654,20 @@ def listing_findings(tool: mcp_types.Tool, names: Sequence[str]) -> dict[str, li
     return out
 
 
+def split_accepted(
+    found: Mapping[str, list[Finding]], kinds: frozenset[str]
+) -> tuple[dict[str, list[Finding]], dict[str, list[Finding]]]:
+    """``found`` split into what still blocks and what ``mcp.accept`` accepted (``kinds``)."""
+    blocking: dict[str, list[Finding]] = {}
+    accepted: dict[str, list[Finding]] = {}
+    for part, items in found.items():
+        if rest := [f for f in items if f.kind not in kinds]:
+            blocking[part] = rest
+        if taken := [f for f in items if f.kind in kinds]:
+            accepted[part] = taken
+    return blocking, accepted
+
+
 def _findings(found: Mapping[str, list[Finding]]) -> str:
     """``its description has ...; its title has ...`` for a block message."""
     return "; ".join(
@@ -649,7 +695,8 @@ class PinReview:
     ``descriptions``, ``titles`` and ``annotations`` hold each tool's current
     description, title and annotations, for a human to read before approving
     (print texts with :func:`printable`); ``blocked`` says, per tool with
-    findings, which of its texts has what.
+    findings, which of its texts has what; ``accepted`` the same for the
+    findings ``mcp.accept`` lets through.
     """
 
     check: PinCheck
@@ -659,6 +706,7 @@ class PinReview:
     titles: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
     blocked: dict[str, str] = field(default_factory=dict)
+    accepted: dict[str, str] = field(default_factory=dict)
 
 
 def printable(text: str) -> str:
@@ -683,7 +731,8 @@ async def pin_server(
 ) -> PinReview:
     """Connect to the server, compare its listing with the pins, and (``write``) pin it anew.
 
-    Tools whose descriptions have findings stay blocked even when pinned.
+    Tools whose descriptions have findings stay blocked even when pinned, but for
+    the finding kinds ``mcp.accept`` names for them.
     """
     proxy = MCPProxy(guard, command, config=config, errlog=open(os.devnull, "w"))  # noqa: SIM115
     try:
@@ -693,7 +742,16 @@ async def pin_server(
             prints = [fingerprint(t) for t in upstream]
             names = [t.name for t in upstream]
             check = proxy.pins.compare(proxy.key, proxy.identity, prints)
-            by_part = {t.name: found for t in upstream if (found := listing_findings(t, names))}
+            by_part: dict[str, dict[str, list[Finding]]] = {}
+            waived: dict[str, dict[str, list[Finding]]] = {}
+            for t in upstream:
+                found, taken = split_accepted(
+                    listing_findings(t, names), proxy.config.accept.get(t.name, frozenset())
+                )
+                if found:
+                    by_part[t.name] = found
+                if taken:
+                    waived[t.name] = taken
             findings = {
                 name: [f for fs in parts.values() for f in fs] for name, parts in by_part.items()
             }
@@ -711,6 +769,7 @@ async def pin_server(
                     if t.annotations is not None
                 },
                 blocked={name: _findings(parts) for name, parts in by_part.items()},
+                accepted={name: _findings(parts) for name, parts in waived.items()},
             )
         finally:
             await proxy.__aexit__(None, None, None)

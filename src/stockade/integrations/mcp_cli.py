@@ -93,6 +93,8 @@ def _pin(args: argparse.Namespace) -> int:
                 )
         if not args.dry_run:
             print(f"pinned {len(prints)} tools")
+    for name in sorted(review.accepted):
+        print(f"accepted `{name}`: {review.accepted[name]} (mcp.accept)")
     for name in sorted(findings):
         print(f"still blocked `{name}`: {review.blocked[name]}", file=sys.stderr)
     if args.dry_run:
@@ -109,8 +111,11 @@ def register(subparsers: Any) -> None:
             "Start COMMAND as an MCP server over stdio (scrubbed environment; inside the exec "
             "sandbox when the policy's mcp section says so) and serve the same tools to the "
             "client on stdin/stdout, or over streamable HTTP with --http. Every tools/call is "
-            "decided by the policy, results are scanned, labelled and audited. Tools are "
-            "pinned on first use; a changed tool is blocked until `stockade mcp pin`."
+            "decided by the policy; results are labelled and audited, and scanned only when "
+            "the policy has a `scan:` section (`scan: {}` for the defaults; without one the "
+            "proxy warns at start). Tools are pinned on first use; a changed tool is blocked "
+            "until `stockade mcp pin`. A tool whose description has findings is blocked; "
+            "`mcp: {accept: {TOOL: [KIND]}}` lets named finding kinds through for one tool."
         ),
         epilog="example: stockade mcp-proxy --policy policy.yaml -- npx "
         "@modelcontextprotocol/server-filesystem /srv/data",
@@ -143,7 +148,8 @@ def register(subparsers: Any) -> None:
             "Start COMMAND, list its tools, print what changed since the last pins and record "
             "the current name, description and input schema digests and the server identity "
             "in the pin file (mcp.pin_file). Running it is the approval. Exit 1 when some "
-            "description has findings: those tools stay blocked."
+            "description has findings that mcp.accept does not accept: those tools stay "
+            "blocked."
         ),
     )
     pin.add_argument("--policy", required=True, metavar="FILE", help="policy YAML file")

@@ -18,6 +18,8 @@
       path_args: [path, paths, source, destination]  # arguments canonicalised as paths
       external: [upload]          # upstream tools that send data out (flow's external sinks)
       max_result: 1MB             # larger tool results are withheld
+      accept:                     # description findings accepted for named tools
+        read_file: [tool-reference]
 
 This module only parses; the proxy is in :mod:`stockade.integrations.mcp`.
 """
@@ -25,13 +27,24 @@ This module only parses; the proxy is in :mod:`stockade.integrations.mcp`.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stockade.policy.node import Node
 
-__all__ = ["DEFAULT_PATH_ARGS", "MCPConfig", "parse_section"]
+__all__ = ["ACCEPT_KINDS", "DEFAULT_PATH_ARGS", "MCPConfig", "parse_section"]
+
+#: finding kinds of the description scans that ``mcp.accept`` may name
+ACCEPT_KINDS = (
+    "cross-tool-reference",
+    "hidden-instruction",
+    "invisible-text",
+    "long-description",
+    "secret-path",
+    "tool-reference",
+)
 
 #: argument names treated as file paths when the section does not say
 DEFAULT_PATH_ARGS = (
@@ -62,6 +75,7 @@ _KEYS = (
     "sandbox_read",
     "sandbox_cpu",
     "sandbox_memory",
+    "accept",
 )
 
 
@@ -85,6 +99,8 @@ class MCPConfig:
     sandbox_read: tuple[str, ...] = ()
     sandbox_cpu: int = 3600
     sandbox_memory: int = 4 << 30
+    #: upstream tool name -> description finding kinds that do not block it
+    accept: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def default(cls, base_dir: Path | None = None) -> MCPConfig:
@@ -118,6 +134,17 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _accept(node: Node) -> dict[str, frozenset[str]]:
+    out: dict[str, frozenset[str]] = {}
+    for tool, kinds in node.mapping().items():
+        if not tool:
+            node.fail("expected a tool name, got an empty key", key=tool)
+        out[tool] = frozenset(k.string(choices=ACCEPT_KINDS) for k in kinds.seq_or_one())
+        if not out[tool]:
+            kinds.fail("expected at least one finding kind")
+    return out
+
+
 def parse_section(node: Node, ctx: Any) -> MCPConfig:
     """Parse the ``mcp:`` section (``ctx`` is the policy's ``SectionContext``)."""
     m = node.mapping(allowed=_KEYS)
@@ -134,7 +161,7 @@ def parse_section(node: Node, ctx: Any) -> MCPConfig:
         (m["http_listen"]).fail(
             f"`{host}` is not a loopback address: set `http_token_env` so clients must authenticate"
         )
-    env = tuple(m["env"].strings()) if "env" in m else ()
+    env = tuple(m["env"].strings(allow_empty=True)) if "env" in m else ()
     for name in env:
         if not name or "=" in name or "\x00" in name:
             m["env"].fail(f"invalid environment variable name `{name}`")
@@ -145,7 +172,11 @@ def parse_section(node: Node, ctx: Any) -> MCPConfig:
         workspace = base / m["sandbox_workspace"].string()
     elif sandbox:
         m["sandbox"].fail("`sandbox: true` needs `sandbox_workspace` (the server's folder)")
-    read = tuple(str(base / p) for p in m["sandbox_read"].strings()) if "sandbox_read" in m else ()
+    read = (
+        tuple(str(base / p) for p in m["sandbox_read"].strings(allow_empty=True))
+        if "sandbox_read" in m
+        else ()
+    )
     return MCPConfig(
         pin_file=pin_file,
         name=m["name"].string() if "name" in m else "",
@@ -157,10 +188,11 @@ def parse_section(node: Node, ctx: Any) -> MCPConfig:
         http_token_env=token_env,
         tool_prefix=prefix,
         path_args=tuple(m["path_args"].strings()) if "path_args" in m else DEFAULT_PATH_ARGS,
-        external=tuple(m["external"].strings()) if "external" in m else (),
+        external=tuple(m["external"].strings(allow_empty=True)) if "external" in m else (),
         max_result=m["max_result"].size() if "max_result" in m else 1 << 20,
         sandbox_workspace=workspace,
         sandbox_read=read,
         sandbox_cpu=m["sandbox_cpu"].integer(minimum=1) if "sandbox_cpu" in m else 3600,
         sandbox_memory=m["sandbox_memory"].size() if "sandbox_memory" in m else 4 << 30,
+        accept=_accept(m["accept"]) if "accept" in m else {},
     )

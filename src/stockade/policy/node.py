@@ -191,10 +191,14 @@ class Node:
                 self.fail(f"unknown value `{value}`; expected one of: {', '.join(options)}")
         return value
 
-    def strings(self) -> list[str]:
-        """A string or a list of strings, as a list."""
+    def strings(self, *, allow_empty: bool = False) -> list[str]:
+        """A string or a list of strings, as a list.
+
+        An empty list is an error unless ``allow_empty`` (for keys whose
+        documented default is ``[]``, so writing the default out loads).
+        """
         out = [n.string() for n in self.seq_or_one()]
-        if not out:
+        if not out and not allow_empty:
             self.fail("expected at least one value")
         return out
 

@@ -157,7 +157,7 @@ def parse_section(node: Node, ctx: SectionContext) -> ScanConfig:
     if "links" in m:
         lm = m["links"].mapping(allowed=("allow",))
         if "allow" in lm:
-            allow = tuple(h.lower().rstrip(".") for h in lm["allow"].strings())
+            allow = tuple(h.lower().rstrip(".") for h in lm["allow"].strings(allow_empty=True))
     pii_kinds: tuple[str, ...] = PII_KINDS
     regions = defaults.phone_regions
     want_names = False
