@@ -356,7 +356,7 @@ def builtin_description_scan(
         pattern = re.escape(other)
         cross = re2_compile(
             rf"(?i)(?s)\b(when|whenever|before|after|while|instead\s+of)\b[^.]{{0,80}}\b{pattern}\b"
-            rf"|\b{pattern}\b[^.]{{0,80}}\b(must|should|always|also|first|never)\b"
+            rf"|\b{pattern}\b[^.]{{0,80}}\b(must|should|always|never)\b"
         )
         m = cross.search(visible)
         if m is not None:

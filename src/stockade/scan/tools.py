@@ -52,7 +52,7 @@ _SECRET_PATHS = compile_re2(
 #: words that make naming another tool an instruction about it ("when calling X",
 #: "X must always ..."); a bare mention ("Use read_text_file instead") is documentation
 _STEER_BEFORE = r"\b(?:when|whenever|before|after|while|if|instead\s+of)\b[^.\n]{0,80}"
-_STEER_AFTER = r"[^.\n]{0,80}\b(?:must|should|always|also|first|never)\b"
+_STEER_AFTER = r"[^.\n]{0,80}\b(?:must|should|always|never)\b"
 _OTHER_TOOL_VERBS = compile_re2(
     r"(?i)\b(?:when|whenever|if)\s+(?:using|calling|you\s+(?:use|call))\s+(?:the\s+)?\S+|"
     r"\binstead\s+of\s+(?:using|calling)\b|\brather\s+than\s+(?:using|calling)\b"
