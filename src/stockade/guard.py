@@ -496,6 +496,11 @@ class Guard:
         request = ApprovalRequest(c.call, c.decision, c.masked_args, c.provenance)
         try:
             answer: Approval = self.approver.approve(request)
+            if not isinstance(answer, Approval) or type(answer.approved) is not bool:
+                # only a real yes approves; anything else is a broken approver
+                raise ConfigurationError(
+                    f"the approver returned `{type(answer).__name__}`; it must return an Approval"
+                )
         except Exception as exc:
             self._fail(c, _StageFailure("approval", exc))
         self._append(

@@ -57,3 +57,16 @@ def test_bools_and_approvals_still_work() -> None:
     with guard.session("ok") as s:
         injected(guard, s)
         assert guard.call("pay", "pay", ATTACK, session=s).value == "paid"
+
+
+def test_an_approver_object_that_returns_something_else_denies_and_is_audited() -> None:
+    class Broken:
+        def approve(self, request: ApprovalRequest) -> Any:
+            return "yes"  # not an Approval: must not approve, must not escape
+
+    denied, audit = _asked(Broken())
+    assert denied.decision.rule == "error:approval"
+    assert "the approver returned `str`; it must return an Approval" in denied.decision.reason
+    assert [(e.kind, e.error_type) for e in audit.events if e.tool == "pay"] == [
+        ("decision", "ConfigurationError")
+    ]
