@@ -510,14 +510,15 @@ def _proxy_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    print(f"stockade proxy listening on {handle.url}", flush=True)
     stopped = threading.Event()
 
     def stop(*_: object) -> None:
         """SIGTERM handler."""
         stopped.set()
 
+    # before the "listening" line: a supervisor may stop us as soon as it reads it
     signal.signal(signal.SIGTERM, stop)
+    print(f"stockade proxy listening on {handle.url}", flush=True)
     try:
         while not stopped.wait(0.5):
             pass
