@@ -18,7 +18,14 @@ def test_corpus_is_broad() -> None:
     assert set(areas) == {"email", "payments", "files", "shell", "web"}
     assert all(n >= 5 for n in areas.values()), areas
     expects = Counter(call["expect"] for case in CASES for call in case["calls"])
-    assert expects["allow"] >= 10 and expects["deny"] >= 15 and expects["ask"] >= 3
+    assert expects["allow"] >= 30 and expects["deny"] >= 15 and expects["ask"] >= 3
+
+
+def test_every_case_has_a_legitimate_call() -> None:
+    # an attack-only case says nothing about false positives: each case also
+    # makes a call in the same setting that the flow rules must allow
+    missing = [c["name"] for c in CASES if not any(x["expect"] == "allow" for x in c["calls"])]
+    assert not missing, missing
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
