@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,9 +28,12 @@ def test_folder_scan_json(tree: Path, capsys: pytest.CaptureFixture[str]) -> Non
     code = main(["scan", str(tree), "--json", "--no-model"])
     out = json.loads(capsys.readouterr().out)
     assert code == 1
-    assert out["files_scanned"] == 3 and out["files_skipped"] == 1
+    assert out["files_scanned"] == 4 and out["files_binary"] == 1 and out["files_skipped"] == 0
     found = {(Path(f["path"]).name, f["line"], f["kind"]) for f in out["findings"]}
     assert ("page.html", 2, "override") in found
+    # the binary file is scanned by its printable runs and placed by byte offset
+    assert ("image.bin", None, "override") in found
+    assert {f["offset"] for f in out["findings"] if f["path"].endswith("image.bin")} == {4}
     assert ("config.env", 2, "github-token") in found
     assert not any(f["path"].endswith("clean.md") for f in out["findings"])
     assert "ghp_" not in json.dumps(out)  # reasons never carry the secret
@@ -114,7 +119,7 @@ def test_progress_bar_on_a_terminal(tree: Path) -> None:
         os.close(master)
     assert proc.returncode == 1
     assert b"4/4 files" in err and b"[" in err
-    assert json.loads(proc.stdout)["files_scanned"] == 3
+    assert json.loads(proc.stdout)["files_scanned"] == 4
 
 
 # -- files over --max-size, and options out of range ---------------------------
@@ -161,13 +166,6 @@ def test_findings_next_to_a_skipped_file_still_exit_two(
     out = json.loads(capsys.readouterr().out)
     assert {f["kind"] for f in out["findings"]} >= {"override", "aws-access-key"}
     assert [(Path(s["path"]).name, s["size"]) for s in out["skipped"]] == [("big.log", 200)]
-
-
-def test_binary_files_are_counted_but_do_not_make_the_run_incomplete(
-    tree: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(["scan", str(tree / "image.bin"), str(tree / "docs" / "clean.md")]) == 0
-    assert "1 skipped (1 binary)" in capsys.readouterr().err
 
 
 def test_stdin_over_max_size_in_a_real_process() -> None:
@@ -227,3 +225,97 @@ def test_policy_threshold_and_model_apply(small: Path, capsys: pytest.CaptureFix
     assert code == 1 and "override" in found and "classifier" not in found
     code, found = kinds("--threshold", "0.5", "--model")
     assert code == 1 and "classifier" in found
+
+
+# -- binary files: text behind NUL bytes, printable runs of true binaries ------
+
+GHP = "ghp_R4nd0mT0k3nV4lu3F0rT3st1ngPurp0s3sXY"
+
+
+def _scan_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    code = main(["scan", *args, "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_a_leading_nul_does_not_hide_a_text_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "notes.txt"
+    f.write_bytes(b"\0# notes\n" + AWS.encode() + INJECTION.encode())
+    code, out = _scan_json(capsys, str(f))
+    assert code == 1 and out["complete"] is True
+    # text apart from its NULs: scanned as text, with every scanner and by line
+    assert out["files_binary"] == 0
+    found = {(x["line"], x["kind"]) for x in out["findings"]}
+    assert {(2, "aws-access-key"), (3, "override")} <= found
+
+
+def test_a_nul_inside_a_key_does_not_split_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "split.env"
+    f.write_bytes(b"A=1\nAWS_ACCESS_KEY_ID=AKIA\0IOSFODNN7\0EXAMPLE\n")
+    code, out = _scan_json(capsys, str(f), "--no-model")
+    assert code == 1
+    assert [(x["line"], x["kind"]) for x in out["findings"]] == [(2, "aws-access-key")]
+
+
+def test_utf16_text_is_scanned_as_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "win.txt"
+    f.write_bytes(("first line\r\n" + AWS).encode("utf-16"))  # with a byte-order mark
+    code, out = _scan_json(capsys, str(f), "--no-model")
+    assert code == 1 and out["files_binary"] == 0
+    assert [(x["line"], x["kind"]) for x in out["findings"]] == [(2, "aws-access-key")]
+
+
+def test_random_bytes_give_no_findings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "noise.bin"
+    f.write_bytes(random.Random(7).randbytes(1 << 20))
+    # every default scanner and the model: hygiene does not read runs, the
+    # model reads only runs long enough to be prose
+    code, out = _scan_json(capsys, str(f), "--scanners", "hygiene,injection,secrets,pii,links")
+    assert code == 0, out["findings"]
+    assert out["findings"] == [] and out["complete"] is True
+    assert out["files_scanned"] == 1 and out["files_binary"] == 1 and out["skipped"] == []
+
+
+def test_a_token_inside_a_binary_file_is_found_by_offset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    noise = random.Random(11)
+    head = noise.randbytes(50_000) + b"\0\xff"
+    data = head + f"token={GHP}".encode() + b"\0\x01" + noise.randbytes(50_000)
+    f = tmp_path / "app.bin"
+    f.write_bytes(data)
+    code, out = _scan_json(capsys, str(f))
+    assert code == 1 and out["files_binary"] == 1
+    hits = [x for x in out["findings"] if x["kind"] == "github-token"]
+    assert [(x["line"], x["offset"]) for x in hits] == [(None, len(head) + len("token="))]
+    assert GHP not in json.dumps(out)
+    # the table names the file and the byte offset
+    assert main(["scan", str(f), "--no-model"]) == 1
+    captured = capsys.readouterr()
+    assert f"{f}@{len(head) + 6}" in captured.out and GHP not in captured.out
+    assert "(1 binary, by printable runs)" in captured.err
+
+
+def test_utf16_strings_inside_a_binary_file_are_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head = b"\x00\x01\x02\xff" * 100
+    f = tmp_path / "app.exe"
+    f.write_bytes(head + f"GITHUB={GHP}".encode("utf-16-le") + b"\x00\x01" * 50)
+    code, out = _scan_json(capsys, str(f), "--no-model")
+    assert code == 1
+    assert [(x["kind"], x["offset"]) for x in out["findings"]] == [
+        ("github-token", len(head) + 2 * len("GITHUB="))
+    ]
+
+
+def test_binary_files_over_max_size_still_leave_the_run_incomplete(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "big.bin"
+    f.write_bytes(b"\0" * 100)
+    code, out = _scan_json(capsys, str(f), "--max-size", "50", "--no-model")
+    assert code == 2 and out["skipped"] == [{"path": str(f), "reason": "too-large", "size": 100}]
