@@ -4,8 +4,8 @@ A file with a NUL byte in its first 8 KiB is not skipped: when it is text
 apart from its NUL bytes (a leading NUL hiding a key, UTF-16) it is scanned
 as text; otherwise (an image, an archive, a database) its printable runs are
 extracted the way ``strings`` does and scanned for secrets, PII, links and
-the injection rules, without the classifier or the hygiene checks (see
-:func:`_runs`).
+the injection rules; the classifier reads only runs long enough to be prose
+and the hygiene checks none (see :func:`_runs` and docs/scan.md).
 
 Exit codes: 0 every file was checked and nothing was found at or above the
 threshold, 1 something was found, 2 the scan could not run (bad path, bad
