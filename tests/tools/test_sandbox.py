@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -406,3 +408,96 @@ def test_timeout_holds_when_the_command_closes_its_output(workspace: Path) -> No
     assert result.killed == "timeout"
     quick = sandbox.run(["/bin/sh", "-c", "exec >&- 2>&-; exit 7"])
     assert quick.exit_code == 7 and not quick.killed
+
+
+# -- the workspace growth cap of popen'd children --------------------------------------
+
+_FILL = """
+i=0
+while [ $i -lt 256 ]; do i=$((i+1)); head -c 1048576 /dev/zero > /workspace/f$i || break; done
+touch /workspace/finished
+exec sleep 30
+"""
+
+
+def _disk_watchers(pid: int) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == f"stockade-disk-watch-{pid}"]
+
+
+def test_popen_past_the_disk_cap_is_killed_and_reported(
+    sandbox: Sandbox, workspace: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A long-lived child that fills the workspace in 1 MiB files (each under
+    the file size limit) is killed by the watch thread; the handle says why,
+    a warning names the workspace and the cap, the pipes read end-of-file."""
+    limits = Limits(cpu=60, file_size=1 << 20, disk_growth=8 << 20)
+    with (
+        caplog.at_level(logging.WARNING, logger="stockade.exec"),
+        sandbox.popen(["/bin/sh", "-c", _FILL], limits=limits) as proc,
+    ):
+        proc.wait(timeout=20)
+        assert proc.killed == "disk"
+        assert proc.disk_limit == 8 << 20
+        assert proc.stdout is not None and proc.stdout.read() == b""
+    assert not (workspace / "finished").exists()
+    assert len(list(workspace.glob("f*"))) >= 8
+    warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning == [
+        f"sandbox: the workspace `{workspace}` grew by more than 8 MiB: "
+        f"killed the sandboxed process {proc.pid} and everything it started"
+    ]
+    assert _disk_watchers(proc.pid) == []
+
+
+def test_popen_under_the_disk_cap_is_not_killed(
+    sandbox: Sandbox, workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child that writes less than the cap lives on, even when the
+    filesystem as a whole lost more than the cap (so the watch walks the
+    workspace) and the walk has run."""
+    walks: list[int | None] = []
+    walked = threading.Event()
+    real_measure = sandbox_mod._DiskWatch.measure
+
+    def measure(self: Any) -> int | None:
+        growth = real_measure(self)
+        walks.append(growth)
+        walked.set()
+        return growth
+
+    monkeypatch.setattr(sandbox_mod._DiskWatch, "measure", measure)
+    code = "head -c 2097152 /dev/zero > /workspace/small; echo written; read line; echo bye"
+    limits = Limits(cpu=60, disk_growth=8 << 20)
+    with sandbox.popen(["/bin/sh", "-c", code], limits=limits) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdout.readline() == b"written\n"
+        _write(tmp_path / "elsewhere", 12)  # outside the workspace, same filesystem
+        assert walked.wait(20)
+        assert walks and walks[0] is not None and 2 << 20 <= walks[0] < 8 << 20
+        assert proc.poll() is None
+        proc.stdin.write(b"go on\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"bye\n"
+        assert proc.wait(timeout=20) == 0
+        assert proc.killed == ""
+    assert (workspace / "small").stat().st_size == 2 << 20
+
+
+def test_popen_watch_thread_ends_with_the_process(sandbox: Sandbox) -> None:
+    """The watch thread is a daemon, one per child, gone after kill() and
+    after the child ended by itself."""
+    proc = sandbox.popen(["/bin/sh", "-c", "sleep 4713"])
+    (watcher,) = _disk_watchers(proc.pid)
+    assert watcher.daemon and watcher.is_alive()
+    proc.kill()
+    assert not watcher.is_alive()
+    assert proc.killed == ""
+    proc.kill()  # twice is fine
+
+    quick = sandbox.popen(["/bin/true"])
+    (watcher,) = _disk_watchers(quick.pid)
+    assert quick.wait(timeout=20) == 0
+    watcher.join(20)
+    assert not watcher.is_alive()
+    quick.kill()
+    assert _disk_watchers(proc.pid) == _disk_watchers(quick.pid) == []

@@ -48,8 +48,10 @@ Running a long-lived child with stdio pipes (a third-party MCP server)::
     ...
     proc.kill()                       # kills the whole tree, always call it (or use ``with``)
 
-``popen`` applies the limits but no wall-clock timeout and no output cap:
-the caller owns the child's lifetime and its pipes.
+``popen`` applies the limits and the workspace growth cap (a daemon thread
+per child looks every 200 ms and kills the tree past the cap; the handle then
+says ``killed == "disk"``) but no wall-clock timeout and no output cap: the
+caller owns the child's lifetime and its pipes.
 """
 
 from __future__ import annotations
@@ -167,7 +169,9 @@ class Limits:
     the result says truncated), ``tmp_size`` bytes of the private ``/tmp``
     (and of ``/dev/shm``), ``disk_growth`` bytes the workspace may grow by
     during one :meth:`Sandbox.run` (past it the tree is killed and the result
-    says ``killed: disk``; see :class:`_DiskWatch`).
+    says ``killed: disk``; see :class:`_DiskWatch`) or during the life of a
+    :meth:`Sandbox.popen` child (past it the tree is killed and the handle
+    says ``killed == "disk"``).
     """
 
     timeout: float = 30.0
@@ -683,17 +687,27 @@ class Sandbox:
 
         The limits apply (``limits`` replaces the configured ones, e.g. more CPU
         seconds for a server); the wall-clock timeout and the output cap do not.
+        The workspace growth cap (``disk_growth``) holds for the child's whole
+        life: a daemon thread looks every :data:`_DISK_POLL_POPEN` seconds
+        and, past the cap, kills the tree, sets :attr:`SandboxedProcess.killed`
+        to ``disk`` and logs a warning on ``stockade.exec``; the pipes stay
+        open for the caller (they read end-of-file).
         Call :meth:`SandboxedProcess.kill` (or use the handle with ``with``)
         to end it and everything it started.
         """
-        return self._spawn(
+        lim = limits or self.config.limits
+        # the reference is taken before the child starts, as in run()
+        watch = _DiskWatch(str(self.workspace), lim.disk_growth, poll=_DISK_POLL_POPEN)
+        handle = self._spawn(
             argv,
             cwd=cwd,
-            limits=limits or self.config.limits,
+            limits=lim,
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
         )
+        handle._start_disk_watch(watch)
+        return handle
 
     def run(
         self,
@@ -789,7 +803,9 @@ class SandboxedProcess:
     ``stdin``, ``stdout``, ``stderr``, ``pid``, ``returncode``, ``poll()``,
     ``wait()`` behave as on ``Popen``; :meth:`kill` and :meth:`terminate` end
     the whole process tree, not just the first process; ``layers`` says which
-    protections are active.
+    protections are active; ``killed`` is ``disk`` once the workspace growth
+    watch of :meth:`Sandbox.popen` killed the tree (``disk_limit`` bytes), else
+    empty.
     """
 
     def __init__(
@@ -802,6 +818,52 @@ class SandboxedProcess:
         self.stdout = proc.stdout
         self.stderr = proc.stderr
         self.pid = proc.pid
+        self.killed = ""
+        self.disk_limit = 0
+        self._lock = threading.Lock()
+        self._tree_killed = False
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def _start_disk_watch(self, watch: _DiskWatch) -> None:
+        self.disk_limit = watch.limit
+        self._watcher = threading.Thread(
+            target=self._watch_disk,
+            args=(watch,),
+            name=f"stockade-disk-watch-{self.pid}",
+            daemon=True,
+        )
+        self._watcher.start()
+
+    def _watch_disk(self, watch: _DiskWatch) -> None:
+        """The watcher thread: look every ``watch.poll`` seconds until the child
+        ends, the handle is killed, or the workspace grew past the cap."""
+        while not self._stop.wait(watch.poll):
+            if self._ended():
+                return
+            if watch.check():
+                self.killed = "disk"
+                log.warning(
+                    "sandbox: the workspace `%s` grew by more than %s: "
+                    "killed the sandboxed process %d and everything it started",
+                    watch.workspace,
+                    _size(watch.limit),
+                    self.pid,
+                )
+                self._kill_tree(close_pipes=False)
+                return
+
+    def _ended(self) -> bool:
+        """Whether the first process ended, without reaping it (``WNOWAIT``): the
+        zombie keeps its pid, and so its process group id, from being reused
+        before :meth:`kill` signals the group."""
+        if self._proc.returncode is not None:
+            return True
+        try:
+            state = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # reaped meanwhile (wait() in another thread)
+            return True
+        return state is not None
 
     @property
     def returncode(self) -> int | None:
@@ -824,21 +886,37 @@ class SandboxedProcess:
         self.kill()
 
     def kill(self) -> None:
-        """Kill the whole process tree and release its cgroup; safe to call twice."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._proc.pid, signal.SIGKILL)
-        if self._group is not None:
-            self._group.kill_all()
-        with contextlib.suppress(ProcessLookupError):
-            self._proc.kill()
-        self._proc.wait()
-        for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-        if self._group is not None:
-            self._group.remove()
-            self._group = None
+        """Kill the whole process tree and release its cgroup; safe to call twice.
+        Stops the workspace watch thread too."""
+        self._stop.set()
+        self._kill_tree(close_pipes=True)
+        watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join()
+            self._watcher = None
+
+    def _kill_tree(self, *, close_pipes: bool) -> None:
+        # One thread at a time (the caller's kill() and the watcher's), and the
+        # group is signalled only once: after the first process is reaped its
+        # pid may be reused, and a second killpg could hit a stranger's group.
+        with self._lock:
+            if not self._tree_killed:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self._proc.pid, signal.SIGKILL)
+                if self._group is not None:
+                    self._group.kill_all()
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.kill()
+                self._proc.wait()
+                self._tree_killed = True
+            if close_pipes:
+                for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+                    if pipe is not None:
+                        with contextlib.suppress(OSError):
+                            pipe.close()
+            if self._group is not None:
+                self._group.remove()
+                self._group = None
 
     def __enter__(self) -> SandboxedProcess:
         return self
@@ -1048,6 +1126,9 @@ def _collect(
 
 #: how often a run looks at the free space of the workspace's filesystem (seconds)
 _DISK_POLL = 0.05
+#: how often the watch thread of a popen'd child looks (seconds): a long-lived
+#: server is watched less tightly than a one-shot command, for a fifth of the cost
+_DISK_POLL_POPEN = 0.2
 #: entries one measurement of the workspace walks at most; past that it counts as over
 _DISK_WALK_MAX = 200_000
 #: how long before the run a change still counts as the run's (the kernel's
@@ -1056,9 +1137,12 @@ _DISK_SLACK_NS = 20_000_000
 
 
 class _DiskWatch:
-    """Whether the workspace grew by more than ``limit`` bytes since the run began.
+    """Whether the workspace grew by more than ``limit`` bytes since the run
+    (or the popen'd child) began.
 
-    Cheap while nothing happens: every :data:`_DISK_POLL` seconds one
+    Cheap while nothing happens: every ``poll`` seconds (:data:`_DISK_POLL`
+    in :meth:`Sandbox.run`'s wait loop, :data:`_DISK_POLL_POPEN` in the
+    watch thread of a :meth:`Sandbox.popen` child) one
     ``statvfs`` of the workspace's filesystem. Only when its free space fell
     by more than the limit (the workspace cannot grow by more than the
     filesystem lost, unless something else frees space at the same time) is
@@ -1073,12 +1157,13 @@ class _DiskWatch:
     than what was left of the limit.
     """
 
-    def __init__(self, workspace: str, limit: int) -> None:
+    def __init__(self, workspace: str, limit: int, *, poll: float | None = None) -> None:
         self.workspace = workspace
         self.limit = limit
+        self.poll = _DISK_POLL if poll is None else poll
         # whole seconds: some filesystems keep file times to the second
         self.since_ns = (time.time_ns() - _DISK_SLACK_NS) // 10**9 * 10**9
-        self.next = time.monotonic() + _DISK_POLL
+        self.next = time.monotonic() + self.poll
         self.over = False
         self._budget = limit
         self._free = self._free_bytes()
@@ -1096,7 +1181,7 @@ class _DiskWatch:
 
     def check(self) -> bool:
         """Look now; return whether the workspace grew past the limit."""
-        self.next = time.monotonic() + _DISK_POLL
+        self.next = time.monotonic() + self.poll
         if self.over:
             return True
         free = self._free_bytes()
