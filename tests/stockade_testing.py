@@ -1,4 +1,4 @@
-"""Service checks shared by the tests (import as ``stockade_testing``).
+"""Service checks and helpers shared by the tests (import as ``stockade_testing``).
 
 Locally, a test that needs PostgreSQL, MariaDB or Redis skips with the reason
 when the server is not there; under CI (``CI`` set) it fails instead, so a
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,3 +36,21 @@ def require_service(name: str, host: str, port: int) -> None:
     if IN_CI:
         pytest.fail(f"{message} (required under CI)")
     pytest.skip(message)
+
+
+def to_closed_pipe(*argv: str) -> subprocess.CompletedProcess[str]:
+    """Run ``stockade ARGV`` with stdout a pipe whose reader is already gone
+    (what `| head` leaves once it has its lines)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "stockade.cli", *argv],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)

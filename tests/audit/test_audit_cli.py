@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from stockade.audit.cli import EXIT_CODES
 from stockade.audit.merkle import verify_consistency, verify_inclusion
 from stockade.cli import EXIT_BROKEN_PIPE, main
 from stockade.errors import Denied
+from stockade_testing import to_closed_pipe
 
 POLICY = """version: 1
 rules:
@@ -365,24 +365,6 @@ def test_missing_configured_mirror(filled: Path, capsys: pytest.CaptureFixture[s
     assert code == EXIT_CODES["missing"] and "is missing" in err
 
 
-def _to_closed_pipe(*argv: str) -> subprocess.CompletedProcess[str]:
-    """Run ``stockade ARGV`` with stdout a pipe whose reader is already gone
-    (what `| head` leaves once it has its lines)."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "stockade.cli", *argv],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
-
-
 @pytest.mark.parametrize(
     "argv",
     [
@@ -394,7 +376,7 @@ def _to_closed_pipe(*argv: str) -> subprocess.CompletedProcess[str]:
     ],
 )
 def test_a_closed_pipe_ends_the_command_quietly(filled: Path, argv: tuple[str, ...]) -> None:
-    proc = _to_closed_pipe("audit", *argv, "--policy", str(filled))
+    proc = to_closed_pipe("audit", *argv, "--policy", str(filled))
     assert proc.returncode == EXIT_BROKEN_PIPE, proc.stderr
     assert proc.stderr == ""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import re
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from stockade.cli import (
     write_output,
 )
 from stockade.demo import run_demo
+from stockade_testing import to_closed_pipe
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,24 +120,6 @@ def test_demo_command_in_a_subprocess() -> None:
     assert "summary:" in proc.stdout
 
 
-def _to_closed_pipe(*argv: str) -> subprocess.CompletedProcess[str]:
-    """Run ``stockade ARGV`` with stdout a pipe whose reader is already gone
-    (what `| head` leaves once it has its lines)."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        return subprocess.run(
-            [sys.executable, "-m", "stockade.cli", *argv],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
-
-
 def test_a_closed_pipe_ends_any_command_quietly(tmp_path: Path) -> None:
     policy = tmp_path / "p.yaml"
     policy.write_text("version: 1\nrules: [{id: r, tool: fs, action: read, effect: allow}]\n")
@@ -148,7 +130,7 @@ def test_a_closed_pipe_ends_any_command_quietly(tmp_path: Path) -> None:
         ("policy", "check", str(policy)),
         ("scan", str(secret), "--no-model"),
     ):
-        proc = _to_closed_pipe(*argv)
+        proc = to_closed_pipe(*argv)
         assert proc.returncode == EXIT_BROKEN_PIPE, (argv, proc.stderr)
         assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, argv
 
