@@ -374,6 +374,23 @@ def test_disk_watch_counts_only_what_changed_in_the_workspace(tmp_path: Path) ->
     assert watch.over is True
 
 
+def test_disk_watch_measures_when_free_space_cannot_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    watch = sandbox_mod._DiskWatch(str(ws), 8 << 20)
+
+    def broken(path: str) -> os.statvfs_result:
+        raise OSError("statvfs failed")
+
+    monkeypatch.setattr(sandbox_mod.os, "statvfs", broken)
+    _write(ws / "small", 2)
+    assert watch.check() is False
+    _write(ws / "big", 7)  # 9 MiB: over, found by the walk alone
+    assert watch.check() is True
+
+
 def test_disk_watch_counts_hard_links_once(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()

@@ -1185,11 +1185,10 @@ class _DiskWatch:
         if self.over:
             return True
         free = self._free_bytes()
-        if free is None or self._free is None:
-            self._free = free
+        if free is not None and self._free is not None and self._free - free <= self._budget:
             return False
-        if self._free - free <= self._budget:
-            return False
+        # The filesystem lost more than what is left of the limit, or its free
+        # space cannot be read (then every look walks: slower, never blind).
         growth = self.measure()
         if growth is None or growth > self.limit:
             self.over = True
