@@ -780,7 +780,7 @@ class FSTool(Capability):
             value, meta, labelled = getattr(self.engine, "op_" + call.action)(call, ctx)
         except BaseException as exc:
             if reserved:
-                ctx.session.guard.sessions.add(f"fs:changes:{ctx.session.id}", -1)
+                ctx.session.guard.sessions.add(_budget_key(ctx, "changes"), -1)
             if isinstance(exc, OSError):
                 reason = (exc.strerror or type(exc).__name__).lower()
                 raise FSError(f"`fs.{call.action}` on `{path[:120]}` failed: {reason}") from exc
@@ -798,7 +798,7 @@ class FSTool(Capability):
         if cap is None:
             return
         store = ctx.session.guard.sessions
-        key = f"fs:{what}:{ctx.session.id}"
+        key = _budget_key(ctx, what)
         if store.get(key) + amount > cap:
             raise FSError(f"the session's fs {name} budget ({cap}) is spent")
         store.add(key, amount)
@@ -807,7 +807,7 @@ class FSTool(Capability):
         """What is left of a per-session cap (``None``: no cap)."""
         if cap is None:
             return None
-        used = ctx.session.guard.sessions.get(f"fs:{what}:{ctx.session.id}")
+        used = ctx.session.guard.sessions.get(_budget_key(ctx, what))
         return max(0, cap - used)
 
     def restorers(self) -> Mapping[str, Restorer]:
@@ -879,6 +879,11 @@ def capability_from_policy(policy: Policy) -> list[Capability]:
     if not isinstance(config, FSConfig):
         return []
     return [FSTool(config, policy=policy)]
+
+
+def _budget_key(ctx: Context, what: str) -> str:
+    """The session-store counter of one per-session fs budget."""
+    return f"fs:{what}:{ctx.session.id}"
 
 
 def _distinct(labels: Iterable[Label]) -> tuple[Label, ...]:
