@@ -123,5 +123,11 @@ def test_redact_secrets_masks_every_string_and_leaves_clean_values_alone() -> No
     text = json.dumps(masked)
     assert token not in text and "AKIAIOSFODNN7EXAMPLE" not in text
     assert "[REDACTED:GITHUB-TOKEN]" in text and masked["n"] == 3
+    from types import MappingProxyType
+
+    proxied = redact_secrets({"a": MappingProxyType({"k": token})})
+    assert token not in json.dumps(proxied)
+    twins = redact_secrets({f"x {token}": 1, "x ghp_" + "Z" * 36: 2})
+    assert len(twins) == 2  # two keys masked alike are both kept
     clean = {"path": "notes/a.txt", "n": [1, 2]}
     assert redact_secrets(clean) is clean  # nothing found: the same object back

@@ -151,6 +151,7 @@ def redact_secrets(value: Any) -> Any:
     section): the scanners' audit copy would otherwise be the only masking,
     and a record must never hold a secret in clear.
     """
+    from stockade.scan._base import map_strings
     from stockade.scan.secrets import scan_secrets
 
     def one(text: str) -> str:
@@ -167,15 +168,6 @@ def redact_secrets(value: Any) -> Any:
             pos = hit.end
         out.append(text[pos:])
         return "".join(out)
-
-    def walk(v: Any) -> Any:
-        if isinstance(v, str):
-            return one(v)
-        if isinstance(v, Mapping):
-            return {walk(k) if isinstance(k, str) else k: walk(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [walk(x) for x in v]
-        return v
 
     def strings(v: Any, out: list[str]) -> list[str]:
         if isinstance(v, str):
@@ -195,7 +187,10 @@ def redact_secrets(value: Any) -> Any:
     # record with none costs one scan instead of one per string.
     if not scan_secrets("\n".join(strings(value, []))):
         return value
-    return walk(value)
+    # The scanners' own mapper (keys too; two keys masked alike both kept), on
+    # the plain JSON form the record would be written in anyway, so that a
+    # mapping that is not a dict is masked too.
+    return map_strings(_plain(value), lambda _path, text: one(text))
 
 
 def encode_event(
