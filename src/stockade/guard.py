@@ -786,7 +786,7 @@ def _pseudonymised(value: Any, restored: tuple[tuple[str, str], ...]) -> Any:
             if real:
                 value = value.replace(real, token)
         return value
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {_pseudonymised(k, restored): _pseudonymised(v, restored) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_pseudonymised(v, restored) for v in value)
